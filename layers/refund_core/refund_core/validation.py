@@ -1,0 +1,47 @@
+"""Queue message validation against the published JSON Schema (fastjsonschema, compiled once).
+
+Every rejection names the field and the rule, and never echoes the message body.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import fastjsonschema
+
+from refund_core.domain.inquiry import InquiryMessage
+from refund_core.service import RejectedMessageError
+
+SCHEMA_FILE = "inquiry-message.schema.json"
+MAX_REASON = 300
+SCHEMA: dict[str, Any] = json.loads(resources.files("refund_core.schemas").joinpath(SCHEMA_FILE).read_text())
+_validate = fastjsonschema.compile(SCHEMA)
+
+
+def parse_message(body: str) -> InquiryMessage:
+    """A valid :class:`InquiryMessage` from a queue body, or :class:`RejectedMessageError` saying why not."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise RejectedMessageError(
+            f"body: is not valid JSON ({type(exc).__name__} at position {_position(exc)})"
+        ) from None
+    if not isinstance(data, dict):
+        raise RejectedMessageError("body: must be a JSON object")
+    try:
+        _validate(data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise RejectedMessageError(_describe(exc)) from None
+    return InquiryMessage.from_body(data)
+
+
+def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    field = (exc.name or "data").removeprefix("data").lstrip(".") or "message"
+    message = str(exc.message).removeprefix(exc.name or "").strip()
+    return f"{field}: {message} (rule: {exc.rule})"[:MAX_REASON]
+
+
+def _position(exc: ValueError) -> int:
+    return int(getattr(exc, "pos", 0) or 0)

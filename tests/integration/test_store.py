@@ -1,0 +1,135 @@
+"""The results table on a real moto server: conditional writes, no regression, no lost update, claims."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import pytest
+from refund_core.domain.inquiry import InquiryMessage
+from refund_core.domain.outcome import Observation, ProviderResult, Status
+from refund_core.store import REFUND_ID_INDEX, DynamoDbRefundStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(dynamodb: DynamoDBClient) -> DynamoDbRefundStore:
+    name = f"results-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "refundIdKey", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": REFUND_ID_INDEX,
+                "KeySchema": [{"AttributeName": "refundIdKey", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    return DynamoDbRefundStore(dynamodb, name)
+
+
+def seen(status: Status, **fields: str) -> Observation:
+    return Observation(
+        provider="antom",
+        status=status,
+        verified=True,
+        refund_id=fields.get("refund_id", "r-1"),
+        refund_request_id="rr-1",
+        amount_value=fields.get("amount"),
+        amount_currency="USD" if "amount" in fields else None,
+        result=ProviderResult("SUCCESS", "S", "success"),
+    )
+
+
+MESSAGE = InquiryMessage(provider="antom", refund_request_id="rr-1", refund_id="r-1")
+
+
+def claimed(store: DynamoDbRefundStore, message: InquiryMessage = MESSAGE, message_id: str = "m1") -> int:
+    claim = store.claim(message, message.key, message_id=message_id, now=NOW, window_end=NOW + 60)
+    assert claim.proceed, claim.reason
+    return claim.generation
+
+
+def test_a_final_status_is_not_overwritten_by_a_later_weaker_observation(store: DynamoDbRefundStore) -> None:
+    claimed(store)
+    store.record(MESSAGE.key, seen(Status.SUCCESS, amount="100"), now=NOW)
+    store.record(MESSAGE.key, seen(Status.PROCESSING), now=NOW + 5)
+    store.record(MESSAGE.key, seen(Status.NOT_FOUND), now=NOW + 10)
+    item = store.get(MESSAGE.key)
+    assert item is not None
+    assert (item["status"], item["final"], item["polls"]) == ("SUCCESS", True, 3)
+    assert item["amount"] == {"value": "100", "currency": "USD"}
+    assert item["lastObservation"]["status"] == "NOT_FOUND"
+
+
+def test_a_failed_poll_leaves_the_stored_status_as_it_was(store: DynamoDbRefundStore) -> None:
+    claimed(store)
+    store.record(MESSAGE.key, seen(Status.PROCESSING), now=NOW)
+    store.record(MESSAGE.key, Observation(provider="antom", status=Status.UNKNOWN, reason="HTTP 503"), now=NOW + 5)
+    item = store.get(MESSAGE.key)
+    assert item is not None
+    assert (item["status"], item["polls"], item["lastObservation"]["reason"]) == ("PROCESSING", 2, "HTTP 503")
+
+
+def test_concurrent_writers_lose_no_update_and_the_final_status_wins(store: DynamoDbRefundStore) -> None:
+    claimed(store)
+    observations = [seen(Status.PROCESSING)] * 24 + [seen(Status.SUCCESS)] + [seen(Status.PROCESSING)] * 15
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda obs: store.record(MESSAGE.key, obs, now=NOW), observations))
+    item = store.get(MESSAGE.key)
+    assert item is not None
+    assert (item["polls"], item["status"], item["final"]) == (40, "SUCCESS", True)
+
+
+def test_closing_an_unresolved_window_does_not_touch_a_final_item(store: DynamoDbRefundStore) -> None:
+    generation = claimed(store)
+    store.record(MESSAGE.key, seen(Status.FAIL), now=NOW)
+    outcome = store.close(MESSAGE.key, generation, Status.UNRESOLVED, "window closed", now=NOW + 60)
+    assert (outcome["status"], outcome["pollingState"]) == ("FAIL", "IDLE")
+    assert "pk" not in outcome and "claimMessageId" not in outcome
+
+
+def test_an_old_window_cannot_close_a_newer_one(store: DynamoDbRefundStore) -> None:
+    first = claimed(store)
+    store.close(MESSAGE.key, first, Status.UNRESOLVED, "window closed", now=NOW + 60)
+    second = claimed(store, message_id="m2")
+    store.close(MESSAGE.key, first, Status.UNRESOLVED, "late close from the old loop", now=NOW + 61)
+    item = store.get(MESSAGE.key)
+    assert item is not None
+    assert (second, item["generation"], item["pollingState"]) == (first + 1, second, "POLLING")
+
+
+def test_claims_follow_the_idempotency_rules(store: DynamoDbRefundStore) -> None:
+    key = MESSAGE.key
+    assert claimed(store) == 1
+
+    def verdict(message_id: str, message: InquiryMessage = MESSAGE) -> tuple[bool, int]:
+        claim = store.claim(message, key, message_id=message_id, now=NOW + 1, window_end=NOW + 61)
+        return claim.proceed, claim.generation
+
+    assert verdict("m1") == (True, 1)  # redelivery before the loop started: resume
+    assert verdict("m2") == (False, 0)  # a poll is running
+    store.set_execution(key, 1, "arn:aws:states:us-east-1:123456789012:execution:sm:x")
+    assert verdict("m1") == (False, 0)  # redelivery after the loop started
+    store.record(key, seen(Status.SUCCESS), now=NOW + 2)
+    store.close(key, 1, Status.SUCCESS, None, now=NOW + 2)
+    assert verdict("m3") == (False, 0)  # final
+    forced = InquiryMessage(provider="antom", refund_request_id="rr-1", refund_id="r-1", force=True)
+    assert verdict("m4", forced) == (True, 2)
+
+
+def test_a_refund_id_finds_the_item_keyed_by_the_request_id(store: DynamoDbRefundStore) -> None:
+    claimed(store)
+    assert store.key_for_refund_id("antom", "default", "r-1") == MESSAGE.key
+    assert store.key_for_refund_id("antom", "default", "r-unknown") is None
