@@ -22,8 +22,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml layers/refund_core/requirements.txt | $(BIN)/python
+$(VENV)/.installed: pyproject.toml layers/refund_core/requirements.txt package-lock.json | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	npm ci --silent --no-audit --no-fund
 	touch $@
 
 install: $(VENV)/.installed

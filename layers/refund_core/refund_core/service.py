@@ -61,7 +61,9 @@ class InquiryService:
         events: Events,
         policies: Mapping[str, Policy],
         clock: Callable[[], float] = time.time,
+        max_window_seconds: int | None = None,
     ) -> None:
+        self.max_window_seconds = max_window_seconds
         self.store = store
         self.adapters = adapters
         self.events = events
@@ -75,6 +77,8 @@ class InquiryService:
         if not message.refund_request_id and message.refund_id:
             key = self.store.key_for_refund_id(message.provider, message.merchant, message.refund_id) or key
         policy = self.policies[message.provider].overridden(message.interval_seconds, message.max_duration_seconds)
+        if self.max_window_seconds is not None:
+            policy = policy.capped(self.max_window_seconds)
         now = self.clock()
         deadline = now + policy.max_duration_seconds
         claim = self.store.claim(message, key, message_id=message_id, now=now, window_end=deadline)

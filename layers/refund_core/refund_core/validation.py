@@ -6,6 +6,7 @@ Every rejection names the field and the rule, and never echoes the message body.
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -18,6 +19,8 @@ SCHEMA_FILE = "inquiry-message.schema.json"
 MAX_REASON = 300
 SCHEMA: dict[str, Any] = json.loads(resources.files("refund_core.schemas").joinpath(SCHEMA_FILE).read_text())
 _validate = fastjsonschema.compile(SCHEMA)
+_LISTED = re.compile(r"[\[{]([^,\]}]+)")  # the first name in "must contain ['x'] properties"
+_CONTROL_CHECKED = frozenset({"refundId", "refundRequestId", "correlationId"})
 
 
 def parse_message(body: str) -> InquiryMessage:
@@ -40,6 +43,17 @@ def parse_message(body: str) -> InquiryMessage:
 def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
     field = (exc.name or "data").removeprefix("data").lstrip(".") or "message"
     message = str(exc.message).removeprefix(exc.name or "").strip()
+    listed = _LISTED.search(message)
+    if exc.rule == "anyOf" and field == "message":
+        field, message = "refundId or refundRequestId", "at least one is required"
+    elif exc.rule == "required" and listed:
+        # A "required" from the schema's if/then (AlphaPay needs refundId) has no properties of its own.
+        scoped = "properties" not in (exc.definition or {})
+        field, message = listed.group(1).strip("'\""), "is required" + (" for this provider" if scoped else "")
+    elif exc.rule == "additionalProperties" and listed:
+        field, message = listed.group(1).strip("'\""), "is not a known field"
+    elif exc.rule == "pattern" and field in _CONTROL_CHECKED:
+        message = "must not contain control characters"
     return f"{field}: {message} (rule: {exc.rule})"[:MAX_REASON]
 
 

@@ -8,7 +8,7 @@ import boto3
 
 from refund_core.aws.events import EventBridgeEvents
 from refund_core.aws.profiles import SecretsManagerAdapters
-from refund_core.domain.polling import policies_from_json
+from refund_core.domain.polling import EXPRESS_MAX_WINDOW_SECONDS, policies_from_json
 from refund_core.service import InquiryService
 from refund_core.store import DynamoDbRefundStore
 
@@ -22,4 +22,5 @@ def service_from_environment() -> InquiryService:
         adapters=SecretsManagerAdapters(env["PROFILE_SECRET_PREFIX"], timeout=timeout),
         events=EventBridgeEvents(boto3.client("events"), env.get("EVENT_BUS_NAME", "default")),
         policies=policies_from_json(env["POLLING_POLICY"]),
+        max_window_seconds=EXPRESS_MAX_WINDOW_SECONDS if env.get("WORKFLOW_TYPE") == "EXPRESS" else None,
     )

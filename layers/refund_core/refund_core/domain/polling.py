@@ -18,6 +18,8 @@ RATE_LIMIT_CODES = frozenset({"REQUEST_TRAFFIC_EXCEED_LIMIT"})
 # Bounds a message may choose within (architecture.md: "per message within bounds").
 INTERVAL_BOUNDS = (1, 300)
 DURATION_BOUNDS = (1, 900)
+# EXPRESS workflows stop at 5 minutes: keep the window (plus a last poll and retries) well inside.
+EXPRESS_MAX_WINDOW_SECONDS = 240
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,11 @@ class Policy:
             interval_seconds=_clamp(interval_seconds, INTERVAL_BOUNDS, self.interval_seconds),
             max_duration_seconds=_clamp(max_duration_seconds, DURATION_BOUNDS, self.max_duration_seconds),
         )
+
+
+    def capped(self, max_duration_seconds: int) -> Policy:
+        """This policy with its window no longer than ``max_duration_seconds``."""
+        return replace(self, max_duration_seconds=min(self.max_duration_seconds, max_duration_seconds))
 
 
 def policies_from_json(text: str) -> dict[str, Policy]:
