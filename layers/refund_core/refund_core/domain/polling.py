@@ -51,7 +51,6 @@ class Policy:
             max_duration_seconds=_clamp(max_duration_seconds, DURATION_BOUNDS, self.max_duration_seconds),
         )
 
-
     def capped(self, max_duration_seconds: int) -> Policy:
         """This policy with its window no longer than ``max_duration_seconds``."""
         return replace(self, max_duration_seconds=min(self.max_duration_seconds, max_duration_seconds))
