@@ -123,7 +123,10 @@ class DynamoDbRefundStore:
             if self._apply(key, update, condition) is not None:
                 return
             # The item is final and this observation is not: keep the counters, leave the status alone.
-        self._apply(key, self._counters(observation, now))
+        counters = self._counters(observation, now)
+        if observation.status is Status.ERROR:  # the refusal's code is what an operator needs; close sets the status
+            counters.set("result", _status_fields(observation)["result"])
+        self._apply(key, counters)
 
     def _counters(self, observation: Observation, now: float) -> _Update:
         return (

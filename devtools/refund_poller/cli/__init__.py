@@ -1,0 +1,1 @@
+"""The ``refund-poller`` command line: :mod:`main` registers one module per verb."""

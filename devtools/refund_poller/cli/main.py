@@ -1,0 +1,25 @@
+"""The ``refund-poller`` command: this module only registers the commands, one module per verb."""
+
+from __future__ import annotations
+
+import typer
+
+from refund_poller.cli import inquire_cmd, sandbox_cmd
+from refund_poller.cli.errors import OneLineErrorsGroup
+
+app = typer.Typer(
+    name="refund-poller",
+    help="Learn the final status of refunds from Antom, Alipay+ wallets and AlphaPay, and the tools to try it locally.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=OneLineErrorsGroup,
+    rich_markup_mode="markdown",  # reflows the docstrings' paragraphs; indented Examples stay verbatim
+    # Locals in a traceback could include a loaded profile's key material.
+    pretty_exceptions_show_locals=False,
+)
+
+app.command("sandbox")(sandbox_cmd.sandbox)
+app.command("inquire")(inquire_cmd.inquire)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,127 @@
+"""The whole product on one machine: the provider sandbox, the template deployed into moto, profiles provisioned.
+
+This is the only place that joins the provider side (sandbox, merchant profiles) to the generic
+local runtime, which knows nothing about providers: it writes the sandbox's profiles into the
+emulated Secrets Manager under the names the functions look up, and routes result events to a
+queue so they can be read back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from refund_core.aws.profiles import secret_name
+
+from refund_poller.local import LocalCloud
+from refund_poller.sandbox import PROFILE_SPECS, Sandbox
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO_ROOT / "template.yaml"
+EVENTS_QUEUE = "refund-poller-result-events"
+# Sandbox profile name → merchant name in the secret (the live-path Antom profile is merchant "live").
+MERCHANTS = {spec.name: ("live" if spec.name.endswith("-live") else "default") for spec in PROFILE_SPECS}
+# Short intervals for tests and `demo --fast`: the same loop, seconds instead of minutes.
+FAST_POLICY = {
+    "AntomIntervalSeconds": "1",
+    "AntomWindowSeconds": "8",
+    "AntomNotFoundIntervalSeconds": "1",
+    "AntomNotFoundMaxPolls": "3",
+    "AlipayPlusIntervalSeconds": "1",
+    "AlipayPlusWindowSeconds": "8",
+    "AlphaPayIntervalSeconds": "1",
+    "AlphaPayWindowSeconds": "8",
+}
+
+
+class DevStack:
+    """``with DevStack(state_dir) as stack:`` gives a running sandbox and a deployed local stack."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        parameter_overrides: Mapping[str, str] | None = None,
+        template: Path = TEMPLATE,
+        sandbox_port: int = 0,
+    ) -> None:
+        self.state_dir = state_dir
+        self.sandbox = Sandbox(port=sandbox_port, profiles_dir=state_dir / "profiles")
+        self.cloud = LocalCloud(template, parameter_overrides=dict(parameter_overrides or {}), state_dir=state_dir)
+        self.events_queue_url = ""
+
+    def start(self) -> DevStack:
+        self.sandbox.start()
+        try:
+            self.cloud.start()
+            self._provision_profiles()
+            self._capture_events()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.cloud.stop()
+        self.sandbox.stop()
+
+    def __enter__(self) -> DevStack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return dict(self.cloud.deployment.outputs)
+
+    def client(self, service: str) -> Any:
+        return self.cloud.client(service)
+
+    def secret_names(self) -> dict[str, str]:
+        """Sandbox profile name → the secret the functions read it from."""
+        prefix = str(self.outputs["ProfileSecretPrefix"])
+        names = {}
+        for spec in PROFILE_SPECS:
+            names[spec.name] = secret_name(prefix, spec.provider, MERCHANTS[spec.name])
+        return names
+
+    def _provision_profiles(self) -> None:
+        for profile_name, secret in self.secret_names().items():
+            self.cloud.put_secret(secret, self.sandbox.profiles[profile_name].read_text())
+
+    def _capture_events(self) -> None:
+        """A rule on the stack's bus that copies every result event to a queue we can read."""
+        sqs, events = self.client("sqs"), self.client("events")
+        self.events_queue_url = sqs.create_queue(QueueName=EVENTS_QUEUE)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.events_queue_url, AttributeNames=["QueueArn"])
+        bus = str(self.outputs["EventBusName"])
+        events.put_rule(
+            Name="capture-results", EventBusName=bus, EventPattern=json.dumps({"source": ["refund-poller"]})
+        )
+        events.put_targets(
+            Rule="capture-results",
+            EventBusName=bus,
+            Targets=[{"Id": "queue", "Arn": queue_arn["Attributes"]["QueueArn"]}],
+        )
+
+    def result_events(self, wait_seconds: int = 0) -> list[dict[str, Any]]:
+        """Drain the captured result events (each the stored outcome as ``detail``)."""
+        sqs = self.client("sqs")
+        found: list[dict[str, Any]] = []
+        while True:
+            answer = sqs.receive_message(
+                QueueUrl=self.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                found.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+            wait_seconds = 0

@@ -1,0 +1,128 @@
+"""One inquiryRefund request, handled as the provider would: authenticate, validate, answer the script.
+
+Checks run in the provider's order: identity headers, known caller, signature (algorithm, key
+version, the signature itself over the exact bytes received), route, nonce freshness, body and ids,
+the refund's script. A failed check is a signed F answer, except INVALID_SIGNATURE (unsigned).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+
+from refund_core.providers import signing
+
+from refund_poller.sandbox import answers
+from refund_poller.sandbox.credentials import Credentials
+from refund_poller.sandbox.dialects import Dialect, Identity, RefundView, Refused, RequestHeaders
+from refund_poller.sandbox.script import ScriptError
+from refund_poller.sandbox.state import LoggedRequest, RefundRecord, SandboxState, invent_id
+
+MAX_ID_LENGTH = 64
+
+
+class InquiryService:
+    """Answers inquiryRefund requests for all providers from one shared state."""
+
+    def __init__(self, state: SandboxState, credentials: Credentials, log: Callable[[str], None] | None) -> None:
+        self.state = state
+        self.credentials = credentials
+        self.log = log
+
+    def handle(self, dialect: Dialect, path: str, headers: RequestHeaders, body: bytes) -> answers.Reply:
+        """The reply to one request; never raises for anything the caller sent."""
+        self.state.requests.add(LoggedRequest(dialect.name, path, headers.items, body, time.time()))
+        identity: Identity | None = None
+        try:
+            identity = dialect.identity(headers)
+            self._authenticate(dialect, path, identity, headers, body)
+            refund_id, refund_request_id = self._ids(dialect, body)
+            record = self._record(dialect, refund_id, refund_request_id)
+        except Refused as exc:
+            reply = answers.seal(answers.refusal(exc), dialect, path, identity, self.credentials)
+            self._log(dialect, "-", 0, reply.summary + f" ({exc.message})")
+            return reply
+        return self._answer(dialect, path, identity, record)
+
+    def _authenticate(
+        self, dialect: Dialect, path: str, identity: Identity, headers: RequestHeaders, body: bytes
+    ) -> None:
+        key = self.credentials.merchant_public_key(dialect.name, identity.caller)
+        if key is None:
+            raise Refused(dialect.unknown_caller_code, f"unknown {dialect.caller_header} {identity.caller[:64]!r}")
+        pairs = signing.parse_signature_header(headers.get("Signature", exact=dialect.exact_header_names))
+        if not pairs:
+            raise Refused("INVALID_SIGNATURE", "header Signature is required")
+        if pairs.get("algorithm") != dialect.algorithm:
+            raise Refused("INVALID_SIGNATURE", f"Signature algorithm must be {dialect.algorithm}")
+        if pairs.get("keyVersion") != answers.KEY_VERSION:
+            raise Refused(dialect.key_version_code, f"no key with keyVersion {pairs.get('keyVersion', '')[:16]!r}")
+        signature = pairs.get("signature")
+        if not signature or not signing.verify(key, dialect.request_content(path, identity, body), signature):
+            raise Refused("INVALID_SIGNATURE", "the signature does not verify with this client's public key")
+        dialect.check_route(path, identity)
+        # After the signature check, so a forged request cannot burn a merchant's nonce.
+        if identity.nonce is not None and not self.state.nonces.claim(identity.caller, identity.nonce):
+            raise Refused("INVALID_NONCE", "this Nonce was already used")
+
+    def _ids(self, dialect: Dialect, body: bytes) -> tuple[str | None, str | None]:
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        if not isinstance(payload, dict):
+            raise Refused(dialect.parse_error_code, "the body must be a JSON object")
+        ids = {name: _id_field(payload, name) for name in ("refundId", "refundRequestId")}
+        if dialect.refund_id_required and not ids["refundId"]:
+            raise Refused("PARAM_ILLEGAL", "refundId is required")
+        if not ids["refundId"] and not ids["refundRequestId"]:
+            raise Refused("PARAM_ILLEGAL", "refundId or refundRequestId is required")
+        return ids["refundId"], ids["refundRequestId"]
+
+    def _record(self, dialect: Dialect, refund_id: str | None, refund_request_id: str | None) -> RefundRecord:
+        try:
+            return self.state.refunds.find_or_create(dialect.name, refund_id, refund_request_id)
+        except ScriptError as exc:
+            raise Refused("PARAM_ILLEGAL", str(exc)) from None
+
+    def _answer(self, dialect: Dialect, path: str, identity: Identity, record: RefundRecord) -> answers.Reply:
+        poll = self.state.refunds.poll(record, path, self.state.chaos)
+        answer = answers.for_kind(dialect, poll.kind, partial(_view, dialect, record))
+        reply = answers.seal(answer, dialect, path, identity, self.credentials)
+        chaos = " (chaos)" if poll.chaos else ""
+        self._log(dialect, record.refund_id or "-", poll.number, reply.summary + chaos)
+        on_answer = partial(self.state.refunds.mark_final, record, poll.kind)
+        return replace(reply, delay=poll.slow_ms / 1000, on_answer=on_answer)
+
+    def _log(self, dialect: Dialect, refund_id: str, poll: int, summary: str) -> None:
+        if self.log is not None:
+            self.log(f"{dialect.name:<10} {refund_id} poll {poll}: {summary}")
+
+
+def _id_field(payload: dict[str, object], name: str) -> str | None:
+    value = payload.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise Refused("PARAM_ILLEGAL", f"{name} must be a string")
+    if len(value) > MAX_ID_LENGTH:
+        raise Refused("PARAM_ILLEGAL", f"{name} must be at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _view(dialect: Dialect, record: RefundRecord, state: str) -> RefundView:
+    """The refund as an S answer shows it; the amount is derived from the id so it is stable."""
+    refund_id = record.refund_id or ""
+    digest = int(hashlib.sha256(f"{dialect.name}|{refund_id}".encode()).hexdigest()[:8], 16)
+    return RefundView(
+        state=state,
+        refund_id=refund_id,
+        refund_request_id=record.refund_request_id or "",
+        payment_id=invent_id(dialect.name, "paymentId", refund_id),
+        amount_value=str(100 + digest % 99_900),
+        refund_time=record.refund_time or time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+    )

@@ -1,0 +1,234 @@
+"""The sandbox's HTTP server and its Python API (:class:`Sandbox`).
+
+A standard-library threading HTTP server: every request gets its own thread, so a slow or reset
+answer never holds up the others. It closes the connection after each answer (HTTP/1.0), which
+keeps connection resets and timeouts independent from one request to the next.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from refund_core.domain.profile import is_loopback_host
+
+from refund_poller.sandbox.admin import ADMIN_PREFIX, Admin, AdminRequest
+from refund_poller.sandbox.answers import JSON_TYPE, Reply
+from refund_poller.sandbox.chaos import ChaosConfig
+from refund_poller.sandbox.credentials import Credentials
+from refund_poller.sandbox.dialects import ROUTES, RequestHeaders
+from refund_poller.sandbox.inquiry import InquiryService
+from refund_poller.sandbox.script import parse_script
+from refund_poller.sandbox.state import LoggedRequest, SandboxState
+
+MAX_BODY_BYTES = 64 * 1024
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - binding all interfaces is an explicit choice
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a slow answer still sleeping must not keep the process alive
+    inquiry: InquiryService
+    admin: Admin
+
+    def __init__(self, host: str, port: int) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about clients that went away; anything else is a sandbox bug worth a traceback."""
+        if not isinstance(sys.exception(), ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "refund-poller-sandbox/1"
+    sys_version = ""
+    timeout = 10  # a client that never finishes its request does not hold a thread for ever
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the inquiry service logs one line per inquiry instead."""
+
+    def _dispatch(self) -> None:
+        server = cast(_Server, self.server)
+        path = urlsplit(self.path).path
+        length = self.headers.get("Content-Length") or "0"
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            self._write_json(413, {"error": f"the body must be at most {MAX_BODY_BYTES} bytes"})
+            return
+        body = self.rfile.read(int(length))
+        if path.startswith(ADMIN_PREFIX):
+            status, document = server.admin.handle(AdminRequest(self.command, path, body, self.client_address[0]))
+            self._write_json(status, document)
+        elif path in ROUTES and self.command == "POST":
+            headers = RequestHeaders(self.headers.items())
+            self._reply(server.inquiry.handle(ROUTES[path], path, headers, body))
+        elif path in ROUTES:
+            self._write_json(405, {"error": "inquiryRefund takes POST"})
+        else:
+            self._write_json(404, {"error": f"no endpoint {path}"})
+
+    def _reply(self, reply: Reply) -> None:
+        if reply.delay > 0:
+            time.sleep(reply.delay)
+        if reply.reset:
+            self._reset()
+            return
+        if reply.on_answer is not None:  # before writing: a client that has the answer must see it counted
+            reply.on_answer()
+        self._write(reply.status, reply.headers, reply.body)
+
+    def _reset(self) -> None:
+        """Abort the connection with a TCP RST (linger 0) instead of an answer."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
+
+    def _write_json(self, status: int, document: Mapping[str, Any]) -> None:
+        self._write(status, {"Content-Type": JSON_TYPE}, json.dumps(document).encode())
+
+    def _write(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Sandbox:
+    """The provider sandbox: all three providers' inquiryRefund on one loopback port.
+
+    ``start()`` serves from a background thread (tests, benchmarks); ``serve_forever()`` serves from
+    the calling thread (the CLI). Both bind first unless :meth:`bind` was called: that generates
+    fresh keys and writes the merchant profiles.
+
+    Example::
+
+        with Sandbox(profiles_dir=Path("profiles")) as sandbox:
+            profile = parse_profile(sandbox.profiles["antom"].read_text())
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        profiles_dir: Path,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if host not in WILDCARD_HOSTS and not is_loopback_host(host):
+            raise ValueError(f"host {host!r}: the sandbox speaks plain http, so it listens on loopback only")
+        self.host, self.requested_port, self.profiles_dir = host, port, profiles_dir
+        self.state = SandboxState()
+        self.profiles: dict[str, Path] = {}
+        self.base_url = ""
+        self._log = log
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def bind(self) -> Sandbox:
+        """Listen, generate fresh keys and write the profiles; after this ``base_url`` and ``profiles`` are set."""
+        if self._server is not None:
+            raise RuntimeError("this sandbox is already bound")
+        credentials = Credentials()
+        server = _Server(self.host, self.requested_port)
+        url_host = WILDCARD_HOSTS.get(self.host, self.host)
+        url_host = f"[{url_host}]" if ":" in url_host else url_host
+        self.base_url = f"http://{url_host}:{server.server_address[1]}"
+        try:
+            self.profiles = credentials.write_profiles(self.profiles_dir, self.base_url)
+        except OSError:
+            server.server_close()
+            raise
+        server.inquiry = InquiryService(self.state, credentials, self._log)
+        server.admin = Admin(self.state, self.base_url, self.profiles)
+        self._server = server
+        return self
+
+    def start(self) -> Sandbox:
+        """Serve from a background thread (binding first if needed)."""
+        if self._thread is not None:
+            raise RuntimeError("this sandbox is already serving")
+        server = self._bound()
+        self._thread = threading.Thread(target=server.serve_forever, name="refund-poller-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve from this thread (binding first if needed) until interrupted; closes the port on the way out."""
+        server = self._bound()
+        try:
+            server.serve_forever()
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        """Stop a sandbox started with :meth:`start` and close its port (``serve_forever`` stops on Ctrl-C)."""
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+        self._close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return int(urlsplit(self.base_url).port or 0)
+
+    # ---- steering and inspection (the admin endpoints, from Python) ------------------------
+    def refund(self, provider: str, refund_id: str) -> dict[str, Any] | None:
+        """What the sandbox recorded for a refund (polls, finalAt, script, lastPath …), or None."""
+        record = self.state.refunds.get(provider, refund_id)
+        return None if record is None else record.to_dict()
+
+    def set_script(self, provider: str, refund_id: str, script: str) -> None:
+        self.state.refunds.set_script(provider, refund_id, parse_script(script))
+
+    def set_chaos(self, config: ChaosConfig) -> None:
+        self.state.chaos.configure(config)
+
+    def reset(self) -> None:
+        self.state.reset()
+
+    def requests(self) -> list[LoggedRequest]:
+        """The most recent inquiries as received, oldest first."""
+        return self.state.requests.entries()
+
+    # ---- internals ------------------------------------------------------------------------
+    def _bound(self) -> _Server:
+        if self._server is None:
+            self.bind()
+        assert self._server is not None  # bind() sets it
+        return self._server
+
+    def _close(self) -> None:
+        if self._server is not None:
+            self._server.server_close()
+        self._server = None
+        self._thread = None
