@@ -159,6 +159,17 @@ class LocalCloud:
         path = self._runner.log_path(self.function_name(function))
         return path.read_text(encoding="utf-8") if path.exists() else ""
 
+    def inject_failures(self, function: str, rate: float, seed: int | None = None) -> None:
+        """Make this share of a function's invocations fail like a crashed runtime (``Runtime.ExitError``)."""
+        self._running_runner().inject_failures(self.function_name(function), rate, seed)
+
+    def injected_failures(self, function: str) -> int:
+        return self._running_runner().injected_failures(self.function_name(function))
+
+    def route_functions_through(self, endpoint_url: str) -> None:
+        """Send the functions' AWS calls to ``endpoint_url`` (a fault proxy in front of :attr:`endpoint_url`)."""
+        self._running_runner().reroute(endpoint_url)
+
     def put_secret(self, name: str, value: str | Mapping[str, Any]) -> str:
         """Create or update a Secrets Manager secret (a mapping is stored as JSON); returns its ARN."""
         text = value if isinstance(value, str) else json.dumps(value)
@@ -179,6 +190,11 @@ class LocalCloud:
             if time.monotonic() > deadline:
                 raise LocalCloudError(f"{execution_arn} still running after {timeout} s")
             time.sleep(0.05)
+
+    def _running_runner(self) -> FunctionRunner:
+        if self._runner is None:
+            raise LocalCloudError("the local stack is not started")
+        return self._runner
 
     def _running_server(self) -> MotoServer:
         if self._server is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import threading
 import time
 import uuid
@@ -97,6 +98,33 @@ class FunctionPool:
                 self._changed.notify_all()
 
 
+_INJECTED_FAULT = {
+    "errorType": "Runtime.ExitError",
+    "errorMessage": "RequestId: injected Error: Runtime exited with error: injected fault (local stack)",
+}
+
+
+class FaultPlan:
+    """Which share of each function's invocations fails on purpose (reliability tests and `make soak`)."""
+
+    def __init__(self) -> None:
+        self._rates: dict[str, tuple[float, random.Random]] = {}
+        self._lock = threading.Lock()
+        self.injected: dict[str, int] = {}
+
+    def set(self, function_name: str, rate: float, seed: int | None) -> None:
+        with self._lock:
+            self._rates[function_name] = (rate, random.Random(seed))  # noqa: S311 - fault injection, not crypto
+
+    def hit(self, function_name: str) -> bool:
+        with self._lock:
+            rate, draw = self._rates.get(function_name, (0.0, None))
+            if draw is None or draw.random() >= rate:
+                return False
+            self.injected[function_name] = self.injected.get(function_name, 0) + 1
+            return True
+
+
 class FunctionRunner:
     """Runs invocations in the workers of each function and appends their logs to one file per function."""
 
@@ -107,15 +135,32 @@ class FunctionRunner:
         self.concurrency = concurrency
         self._pools: dict[str, FunctionPool] = {}
         self._lock = threading.Lock()
+        self._faults = FaultPlan()
         log_dir.mkdir(parents=True, exist_ok=True)
 
+    def inject_failures(self, function_name: str, rate: float, seed: int | None = None) -> None:
+        """Fail this share of the function's invocations as a crashed runtime would (0 turns it off)."""
+        self._faults.set(function_name, rate, seed)
+
+    def injected_failures(self, function_name: str) -> int:
+        return self._faults.injected.get(function_name, 0)
+
+    def reroute(self, endpoint_url: str) -> None:
+        """Point the functions' AWS SDK calls at another endpoint; running workers are replaced."""
+        self.endpoint_url = endpoint_url
+        self.stop()
+
     def invoke(self, spec: FunctionSpec, event: Any, invoked_arn: str | None = None) -> Invocation:
-        pool = self._pool(spec.name)
-        worker = pool.acquire(spec)
-        try:
-            invocation = _run(worker, str(uuid.uuid4()), event, invoked_arn or spec.arn)
-        finally:
-            pool.release(worker)
+        request_id = str(uuid.uuid4())
+        if self._faults.hit(spec.name):
+            invocation = _LogText(request_id, spec).failed(_INJECTED_FAULT, 0.0, None)
+        else:
+            pool = self._pool(spec.name)
+            worker = pool.acquire(spec)
+            try:
+                invocation = _run(worker, request_id, event, invoked_arn or spec.arn)
+            finally:
+                pool.release(worker)
         with self._lock, self.log_path(spec.name).open("a", encoding="utf-8") as log_file:
             log_file.write(invocation.logs)
         return invocation
