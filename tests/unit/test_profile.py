@@ -110,6 +110,7 @@ def test_each_malformed_field_is_refused_by_name(overrides: dict[str, object], f
     [
         ("alphapay", {"merchantCode": None}, "merchantCode"),
         ("alphapay", {"merchantAccountId": "acc"}, "merchantAccountId"),
+        ("alphapay", {"requestTimeFormat": "epoch-millis"}, "requestTimeFormat"),
         ("alipayplus", {"signatureContent": "{path}.{clientId}"}, "signatureContent"),
         ("alipayplus", {"signatureContent": "{body}.{secret}"}, "signatureContent"),
     ],

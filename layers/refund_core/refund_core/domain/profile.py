@@ -123,9 +123,7 @@ def parse_profile(raw: str | bytes | Mapping[str, Any]) -> MerchantProfile:
         base_url=_base_url(data),
         inquiry_path=_inquiry_path(data, provider, client_id),
         key_version=_key_version(data),
-        request_time_format=_choice(
-            data, "requestTimeFormat", REQUEST_TIME_FORMATS, DEFAULT_REQUEST_TIME_FORMATS[provider]
-        ),
+        request_time_format=_request_time_format(data, provider),
         signature_content=_signature_content(data, provider),
     )
 
@@ -230,6 +228,13 @@ def _key_version(data: Mapping[str, Any]) -> str:
     if isinstance(value, bool) or not isinstance(value, int | str) or not _KEY_VERSION.fullmatch(str(value)):
         raise ProfileError("keyVersion", "must be a whole number such as 1")
     return str(value)
+
+
+def _request_time_format(data: Mapping[str, Any], provider: str) -> str:
+    value = _choice(data, "requestTimeFormat", REQUEST_TIME_FORMATS, DEFAULT_REQUEST_TIME_FORMATS[provider])
+    if provider == "alphapay" and value != "iso8601":
+        raise ProfileError("requestTimeFormat", "AlphaPay documents ISO-8601 request times only: use iso8601")
+    return value
 
 
 def _signature_content(data: Mapping[str, Any], provider: str) -> str | None:

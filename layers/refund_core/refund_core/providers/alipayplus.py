@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from refund_core.providers.antom import Antom, client_id_content
-from refund_core.providers.base import RefundQuery, SignedRequest
+from refund_core.providers.base import RefundQuery
 
 
 class AlipayPlusWallet(Antom):
@@ -20,17 +20,7 @@ class AlipayPlusWallet(Antom):
     def query_body(self, query: RefundQuery) -> dict[str, Any]:
         return query.body()
 
-    def request_content(self, path: str, headers: Mapping[str, str], body: bytes) -> bytes:
-        return self._content(path, headers["Client-Id"], headers["Request-Time"], body)
-
-    def response_content(self, request: SignedRequest, headers: Mapping[str, str], body: bytes) -> bytes | None:
-        response_time = headers.get("Response-Time")
-        if response_time is None:
-            return None
-        client_id = headers.get("Client-Id") or request.headers["Client-Id"]
-        return self._content(request.path, client_id, response_time, body)
-
-    def _content(self, path: str, client_id: str, time_value: str, body: bytes) -> bytes:
+    def content(self, path: str, client_id: str, time_value: str, body: bytes) -> bytes:
         layout = self.profile.signature_content
         if layout is None:
             return client_id_content(path, client_id, time_value, body)

@@ -34,12 +34,11 @@ class AlphaPay(Provider):
             raise QueryError("refundId: is required for provider 'alphapay'")
         return query.body()
 
-    def request_headers(self, request_time: str, context: dict[str, str]) -> dict[str, str]:
-        context["nonce"] = secrets.token_hex(NONCE_LENGTH // 2)
+    def request_headers(self, request_time: str) -> dict[str, str]:
         return {
             "Merchant-Code": self.profile.caller_id,
             "Request-Time": request_time,
-            "Nonce": context["nonce"],
+            "Nonce": secrets.token_hex(NONCE_LENGTH // 2),
             "Accept": "application/json",
         }
 

@@ -28,19 +28,23 @@ class Antom(Provider):
             body["merchantAccountId"] = self.profile.merchant_account_id
         return body
 
-    def request_headers(self, request_time: str, context: dict[str, str]) -> dict[str, str]:
+    def request_headers(self, request_time: str) -> dict[str, str]:
         return {"Client-Id": self.profile.caller_id, "Request-Time": request_time}
 
     def request_content(self, path: str, headers: Mapping[str, str], body: bytes) -> bytes:
-        return client_id_content(path, headers["Client-Id"], headers["Request-Time"], body)
+        return self.content(path, headers["Client-Id"], headers["Request-Time"], body)
 
     def response_content(self, request: SignedRequest, headers: Mapping[str, str], body: bytes) -> bytes | None:
         response_time = headers.get("Response-Time")
         if response_time is None:
             return None
-        # Antom echoes our client id; fall back to it so a missing header fails on the signature, not here.
+        # The provider echoes our client id; fall back to it so a missing header fails on the signature, not here.
         client_id = headers.get("Client-Id") or request.headers["Client-Id"]
-        return client_id_content(request.path, client_id, response_time, body)
+        return self.content(request.path, client_id, response_time, body)
+
+    def content(self, path: str, client_id: str, time_value: str, body: bytes) -> bytes:
+        """The bytes signed in either direction; a wallet with another layout overrides this."""
+        return client_id_content(path, client_id, time_value, body)
 
 
 def client_id_content(path: str, client_id: str, time_value: str, body: bytes) -> bytes:

@@ -12,7 +12,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -65,7 +65,6 @@ class SignedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
-    context: dict[str, str] = field(default_factory=dict)  # values the response check needs (e.g. a nonce)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +102,7 @@ class Provider(ABC):
         return query.body()
 
     @abstractmethod
-    def request_headers(self, request_time: str, context: dict[str, str]) -> dict[str, str]:
+    def request_headers(self, request_time: str) -> dict[str, str]:
         """Identity headers (and anything the content string needs) for one request."""
 
     @abstractmethod
@@ -151,15 +150,11 @@ class Provider(ABC):
 
     def build_request(self, query: RefundQuery) -> SignedRequest:
         body = json.dumps(self.query_body(query), separators=(",", ":"), ensure_ascii=False).encode()
-        context: dict[str, str] = {}
-        headers = {
-            "Content-Type": "application/json; charset=UTF-8",
-            **self.request_headers(self.request_time(), context),
-        }
+        headers = {"Content-Type": "application/json; charset=UTF-8", **self.request_headers(self.request_time())}
         path = self.profile.inquiry_path
         signature = signing.sign(self._private_key, self.request_content(path, headers, body))
         headers["Signature"] = signing.format_signature_header(self.algorithm, self.profile.key_version, signature)
-        return SignedRequest(self.profile.inquiry_url, path, headers, body, context)
+        return SignedRequest(self.profile.inquiry_url, path, headers, body)
 
     def request_time(self) -> str:
         if self.profile.request_time_format == "epoch-millis":
