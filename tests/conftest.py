@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from refund_core.domain import parse_profile
 from refund_core.providers import Provider, provider_for
 from refund_poller.sandbox import Sandbox

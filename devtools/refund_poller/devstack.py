@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import Any
 
 from refund_core.aws.profiles import secret_name
-
 from refund_poller.local import LocalCloud
 from refund_poller.sandbox import PROFILE_SPECS, Sandbox
 
@@ -47,10 +46,13 @@ class DevStack:
         parameter_overrides: Mapping[str, str] | None = None,
         template: Path = TEMPLATE,
         sandbox_port: int = 0,
+        port: int = 0,
     ) -> None:
         self.state_dir = state_dir
         self.sandbox = Sandbox(port=sandbox_port, profiles_dir=state_dir / "profiles")
-        self.cloud = LocalCloud(template, parameter_overrides=dict(parameter_overrides or {}), state_dir=state_dir)
+        self.cloud = LocalCloud(
+            template, parameter_overrides=dict(parameter_overrides or {}), state_dir=state_dir, port=port
+        )
         self.events_queue_url = ""
 
     def start(self) -> DevStack:

@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from refund_core.aws.wiring import service_from_environment
 from refund_core.telemetry import emit_poll_metrics, log_keys, log_poll
 

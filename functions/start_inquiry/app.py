@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from refund_core.aws import StepFunctionsExecutions
 from refund_core.aws.wiring import service_from_environment
 from refund_core.service import RejectedMessageError, StartResult

@@ -11,6 +11,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from refund_poller.local.dynamodb_atomicity import serialise_dynamodb_writes
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
@@ -33,6 +35,7 @@ def moto_endpoint() -> Iterator[str]:
     """A moto server of our own (not the local stack), for tests of single adapters."""
     for name, value in FAKE_ENV.items():
         os.environ.setdefault(name, value)
+    serialise_dynamodb_writes()  # as on AWS, a conditional write to an item is atomic
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()

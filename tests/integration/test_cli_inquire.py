@@ -15,6 +15,7 @@ from typing import IO
 
 import pytest
 import requests
+
 from refund_core.domain import parse_profile
 from refund_core.providers import RefundQuery, provider_for
 from refund_poller.sandbox import Sandbox

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from refund_poller.devstack import FAST_POLICY, DevStack
 
+from refund_poller.devstack import FAST_POLICY, DevStack
 from tests.integration.stack_support import send, wait_closed
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+
 from refund_poller.local import DeploymentError, LocalCloud, LocalCloudError
 
 if TYPE_CHECKING:

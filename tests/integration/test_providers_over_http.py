@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
+
 from refund_core.domain import Status
 from refund_core.providers import Provider, RefundQuery
 from refund_poller.sandbox import Sandbox

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from refund_poller.devstack import FAST_POLICY, DevStack
 from refund_poller.local.fault_proxy import FaultProxy
-
 from tests.integration.stack_support import history, send, store, wait_closed, wait_execution
 
 

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 import requests
+
 from refund_core.domain import Status
 from refund_core.providers import Provider, RefundQuery
 from refund_poller.sandbox import Sandbox, ScriptError, Step, parse_script, script_for_id

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from refund_poller.devstack import FAST_POLICY, DevStack
 
+from refund_poller.devstack import FAST_POLICY, DevStack
 from tests.integration.stack_support import entered, events_by_key, history, send, wait_closed, wait_execution
 
 

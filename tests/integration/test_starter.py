@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from refund_poller.devstack import FAST_POLICY, DevStack
 
+from refund_poller.devstack import FAST_POLICY, DevStack
 from tests.integration.stack_support import send, store, wait_closed
 from tests.unit.test_message_validation import INVALID
 

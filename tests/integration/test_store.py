@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import pytest
+
 from refund_core.domain.inquiry import InquiryMessage
 from refund_core.domain.outcome import Observation, ProviderResult, Status
 from refund_core.store import REFUND_ID_INDEX, DynamoDbRefundStore

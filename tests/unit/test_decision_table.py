@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
+
 from refund_core.domain.outcome import Status
 from refund_core.domain.profile import parse_profile
 from refund_core.providers import Provider, RefundQuery, SignedRequest, provider_for, signing
-
 from tests.unit.keys import PKCS8_B64, profile_data
 
 PROVIDER_KEY = signing.load_private_key(PKCS8_B64)  # the fixed pair plays both sides here

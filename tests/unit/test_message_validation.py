@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from refund_core.domain.inquiry import InquiryMessage
 from refund_core.service import RejectedMessageError
 from refund_core.validation import SCHEMA, parse_message
@@ -36,6 +37,9 @@ INVALID = {
     "fractional interval": ('{"provider": "antom", "refundId": "r", "polling": {"intervalSeconds": 1.5}}', "integer"),
     "unknown polling field": ('{"provider": "antom", "refundId": "r", "polling": {"every": 1}}', "every"),
     "force as a string": ('{"provider": "antom", "refundId": "r", "force": "yes"}', "force: must be boolean"),
+    "lone surrogate in id": ('{"provider": "antom", "refundId": "\\ud800"}', "refundId: must be valid Unicode"),
+    "lone surrogate in a name": ('{"provider": "antom", "refundId": "r", "\\udfff": 1}', "body: must be valid Unicode"),
+    "nested too deeply": ("[" * 100_000, "body: is nested too deeply"),
     "over-long correlation id": (
         json.dumps({"provider": "antom", "refundId": "r", "correlationId": "c" * 129}),
         "correlationId",
@@ -85,6 +89,11 @@ def test_a_full_valid_message_parses_into_the_inquiry() -> None:
 @pytest.mark.parametrize("example", SCHEMA["examples"])
 def test_the_schemas_own_examples_are_valid(example: dict[str, object]) -> None:
     parse_message(json.dumps(example))
+
+
+def test_whole_numbers_written_as_floats_become_ints_for_the_wait_state() -> None:
+    message = parse_message('{"provider": "antom", "refundId": "r", "polling": {"intervalSeconds": 2.0}}')
+    assert (message.interval_seconds, type(message.interval_seconds)) == (2, int)
 
 
 def test_unicode_ids_without_control_characters_are_accepted() -> None:

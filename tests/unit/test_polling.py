@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+
 from refund_core.domain.claim import judge_claim
 from refund_core.domain.inquiry import InquiryMessage, execution_name
 from refund_core.domain.outcome import Observation, ProviderResult, Status

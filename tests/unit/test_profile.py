@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from refund_core.domain.profile import ANTOM_SANDBOX_PATH, ProfileError, parse_profile
 from refund_core.providers import provider_for
-
 from tests.unit.keys import PKCS1_PEM, PKCS8_B64, PKCS8_PEM, PUBLIC_B64, PUBLIC_PEM, profile_data
 
 

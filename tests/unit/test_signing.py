@@ -6,11 +6,11 @@ import json
 from urllib.parse import quote
 
 import pytest
+
 from refund_core.domain.profile import parse_profile
 from refund_core.providers import RefundQuery, provider_for, signing
 from refund_core.providers.alphapay import AlphaPay
 from refund_core.providers.antom import Antom
-
 from tests.unit.keys import PKCS1_PEM, PKCS8_B64, PUBLIC_B64, profile_data, vector
 
 PRIVATE = signing.load_private_key(PKCS8_B64)

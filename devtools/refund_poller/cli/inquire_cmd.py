@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from refund_core.domain import ProfileError, parse_profile
 from refund_core.providers import DEFAULT_TIMEOUT, Provider, QueryError, RefundQuery, provider_for
-
 from refund_poller.cli.errors import fail
 
 _IDS_HINT = "give --refund-id and/or --refund-request-id (at most 64 characters each; AlphaPay needs --refund-id)"

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from refund_poller.cli import inquire_cmd, sandbox_cmd
+from refund_poller.cli import (
+    demo_cmd,
+    dlq_cmd,
+    inquire_cmd,
+    invoke_cmd,
+    local_cmd,
+    sandbox_cmd,
+    send_cmd,
+    status_cmd,
+    trace_cmd,
+)
 from refund_poller.cli.errors import OneLineErrorsGroup
 
 app = typer.Typer(
@@ -18,6 +28,13 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+app.add_typer(local_cmd.app, name="local")
+app.command("demo")(demo_cmd.demo)
+app.command("send")(send_cmd.send)
+app.command("status")(status_cmd.status)
+app.command("trace")(trace_cmd.trace)
+app.add_typer(dlq_cmd.app, name="dlq")
+app.command("invoke")(invoke_cmd.invoke)
 app.command("sandbox")(sandbox_cmd.sandbox)
 app.command("inquire")(inquire_cmd.inquire)
 

@@ -15,12 +15,13 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from refund_poller.local.dynamodb_atomicity import serialise_dynamodb_writes
 from refund_poller.local.errors import LocalCloudError
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account: every ARN it returns carries it
 PARTITION = "aws"
-FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # moto  # nosec B105
 
 # moto keeps its backends, its configuration and MOTO_PORT process-wide: two servers in one process
 # would share (and reset) each other's state, so only one may be running.
@@ -52,6 +53,7 @@ class MotoServer:
 
     def start(self) -> None:
         _claim(self)
+        serialise_dynamodb_writes()
         try:
             self._start_server()
             # Ones created before this flag disappear (it selects another backend), so set it first.
@@ -94,7 +96,7 @@ class MotoServer:
     def _post(self, path: str, body: dict[str, Any] | None) -> None:
         data = json.dumps(body).encode() if body is not None else b""
         request = urllib.request.Request(self.endpoint_url + path, data=data, method="POST")  # noqa: S310  # our own loopback URL
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # same
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # same  # nosec B310
             response.read()
 
 

@@ -229,7 +229,7 @@ class LocalCloud:
                 running = stepfunctions.list_executions(stateMachineArn=resource.physical_id, statusFilter="RUNNING")
                 for execution in running["executions"]:
                     stepfunctions.stop_execution(executionArn=execution["executionArn"])
-            except Exception:  # noqa: S112  # stopping is best effort: the server goes away next anyway
+            except Exception:  # noqa: S112  # best effort: the server goes away next anyway  # nosec B112
                 continue
 
     def _write_state_file(self, deployment: Deployment) -> None:

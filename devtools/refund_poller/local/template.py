@@ -88,7 +88,7 @@ class Template:
 
 def load_template(path: Path) -> Template:
     try:
-        body = yaml.load(path.read_text(encoding="utf-8"), Loader=_TemplateLoader)  # noqa: S506  # a SafeLoader
+        body = yaml.load(path.read_text(encoding="utf-8"), Loader=_TemplateLoader)  # noqa: S506  # a SafeLoader  # nosec B506
     except (OSError, yaml.YAMLError) as error:
         raise TemplateError(f"cannot read {path}: {error}") from error
     if not isinstance(body, dict) or not isinstance(body.get("Resources"), dict):

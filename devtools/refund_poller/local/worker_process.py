@@ -64,7 +64,7 @@ def worker_environment(spec: FunctionSpec, endpoint_url: str, region: str) -> di
         "AWS_DEFAULT_REGION": region,
         "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
         "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
-        "AWS_SESSION_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",  # moto's dummy credentials  # nosec B105
         "AWS_ENDPOINT_URL": endpoint_url,
         # Never read the developer's own AWS profiles: they could name a region or real credentials.
         "AWS_CONFIG_FILE": os.devnull,

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import unquote
 
 from refund_core.domain.profile import is_loopback_host
-
 from refund_poller.sandbox.chaos import ChaosConfig, ChaosError
 from refund_poller.sandbox.dialects import DIALECTS
 from refund_poller.sandbox.script import ScriptError, parse_script

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from refund_core.providers import signing
-
 from refund_poller.sandbox.credentials import Credentials
 from refund_poller.sandbox.dialects import Dialect, Identity, RefundView, Refused
 

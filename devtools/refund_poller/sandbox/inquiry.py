@@ -15,7 +15,6 @@ from dataclasses import replace
 from functools import partial
 
 from refund_core.providers import signing
-
 from refund_poller.sandbox import answers
 from refund_poller.sandbox.credentials import Credentials
 from refund_poller.sandbox.dialects import Dialect, Identity, RefundView, Refused, RequestHeaders

@@ -21,7 +21,6 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from refund_core.domain.profile import is_loopback_host
-
 from refund_poller.sandbox.admin import ADMIN_PREFIX, Admin, AdminRequest
 from refund_poller.sandbox.answers import JSON_TYPE, Reply
 from refund_poller.sandbox.chaos import ChaosConfig
@@ -32,7 +31,7 @@ from refund_poller.sandbox.script import parse_script
 from refund_poller.sandbox.state import LoggedRequest, SandboxState
 
 MAX_BODY_BYTES = 64 * 1024
-WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - binding all interfaces is an explicit choice
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104  # binding all interfaces is an explicit choice  # nosec B104
 
 
 class _Server(ThreadingHTTPServer):

@@ -122,12 +122,24 @@ class InquiryService:
         )
         new_state = {**state, "polls": int(state.get("polls", 0)) + 1, "notFoundPolls": not_found}
         new_state["decision"] = decision.to_state()
+        # What the provider said, in the state itself, so each poll in the console's history explains itself.
+        new_state["observation"] = _trace_summary(observation)
         outcome = None
         if decision.next != "wait":
             reason = _closing_reason(decision, observation, new_state["polls"])
             outcome = self.store.close(key, generation, decision.status, reason, now=now)
             self.events.publish(outcome)
         return PollResult(new_state, observation, decision, outcome)
+
+
+def _trace_summary(observation: Observation) -> dict[str, Any]:
+    summary = {
+        "status": observation.status.value,
+        "verified": observation.verified,
+        "resultCode": observation.result.code,
+        "reason": observation.reason,
+    }
+    return {name: value for name, value in summary.items() if value is not None}
 
 
 def _closing_reason(decision: Decision, observation: Observation, polls: int) -> str | None:

@@ -31,8 +31,14 @@ def parse_message(body: str) -> InquiryMessage:
         raise RejectedMessageError(
             f"body: is not valid JSON ({type(exc).__name__} at position {_position(exc)})"
         ) from None
+    except RecursionError:  # thousands of nested brackets: json gives up; a message is never nested that deep
+        raise RejectedMessageError("body: is nested too deeply") from None
     if not isinstance(data, dict):
         raise RejectedMessageError("body: must be a JSON object")
+    surrogate = _lone_surrogate(data)
+    if surrogate is not None:
+        # "\ud800" is valid JSON but not Unicode text: it cannot be encoded for DynamoDB, a signature or a log.
+        raise RejectedMessageError(f"{surrogate}: must be valid Unicode (no lone surrogate escapes)")
     try:
         _validate(data)
     except fastjsonschema.JsonSchemaValueException as exc:
@@ -55,6 +61,20 @@ def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
     elif exc.rule == "pattern" and field in _CONTROL_CHECKED:
         message = "must not contain control characters"
     return f"{field}: {message} (rule: {exc.rule})"[:MAX_REASON]
+
+
+def _lone_surrogate(data: dict[str, Any]) -> str | None:
+    """The first top-level field (or "body") holding a lone UTF-16 surrogate, which UTF-8 cannot encode."""
+    for name, value in data.items():
+        try:
+            json.dumps({name: value}, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                return "body"
+            return name[:64]
+    return None
 
 
 def _position(exc: ValueError) -> int:

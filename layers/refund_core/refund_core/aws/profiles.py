@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 
@@ -29,6 +30,7 @@ class SecretsManagerAdapters:
         self._prefix = prefix
         self._options = adapter_options
         self._adapters: dict[str, tuple[str, Provider]] = {}
+        self._provider: parameters.SecretsProvider | None = None
 
     def adapter(self, provider: str, merchant: str) -> Provider:
         name = secret_name(self._prefix, provider, merchant)
@@ -54,10 +56,24 @@ class SecretsManagerAdapters:
 
     def _secret(self, name: str) -> str:
         try:
-            value = parameters.get_secret(name, max_age=PROFILE_CACHE_SECONDS)
+            value = self._secrets().get(name, max_age=PROFILE_CACHE_SECONDS)
         except parameters.exceptions.GetParameterError as exc:
             cause = exc.__cause__ or exc.__context__  # Powertools re-raises without "from"
             if isinstance(cause, ClientError) and cause.response["Error"]["Code"] == "ResourceNotFoundException":
                 raise RejectedMessageError(f"merchant: no merchant profile secret named {name}") from None
             raise
-        return value if isinstance(value, str) else value.decode()
+        if isinstance(value, bytes):
+            value = value.decode()
+        if not isinstance(value, str):  # get() without a transform gives the secret's text (or its bytes)
+            raise RejectedMessageError(f"merchant profile {name} is not a text secret")
+        return value
+
+    def _secrets(self) -> parameters.SecretsProvider:
+        """Powertools' provider on a client of boto3's default session, made at first use.
+
+        ``parameters.get_secret`` would build its client on a new ``boto3.Session``, whose loader reads the
+        endpoint and partition data again that the function's other clients already loaded (bench/README.md).
+        """
+        if self._provider is None:
+            self._provider = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+        return self._provider

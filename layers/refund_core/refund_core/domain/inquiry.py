@@ -40,8 +40,9 @@ class InquiryMessage:
             merchant=body.get("merchant") or DEFAULT_MERCHANT,
             refund_id=body.get("refundId"),
             refund_request_id=body.get("refundRequestId"),
-            interval_seconds=polling.get("intervalSeconds"),
-            max_duration_seconds=polling.get("maxDurationSeconds"),
+            # The schema's "integer" admits 5.0; the Wait state needs a whole number.
+            interval_seconds=_whole(polling.get("intervalSeconds")),
+            max_duration_seconds=_whole(polling.get("maxDurationSeconds")),
             correlation_id=body.get("correlationId"),
             force=bool(body.get("force", False)),
         )
@@ -88,3 +89,7 @@ def execution_name(provider: str, merchant: str, refund_key: str, generation: in
     digest = hashlib.sha256(f"{provider}\0{merchant}\0{refund_key}".encode()).hexdigest()[:12]
     head = readable[: MAX_EXECUTION_NAME - len(suffix) - len(digest) - 1]
     return f"{head}-{digest}{suffix}"
+
+
+def _whole(value: Any) -> int | None:
+    return None if value is None else int(value)

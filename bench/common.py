@@ -1,0 +1,129 @@
+"""Shared helpers for the benchmarks: paths, medians, child processes, the sandbox subprocess, RSS from /proc."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+RESULTS = BENCH / "results"
+PYTHON = REPO / ".venv" / "bin" / "python"
+SDK_PYTHON = BENCH / ".venv-sdk" / "bin" / "python"
+LAYER = REPO / "layers" / "refund_core"
+
+
+def median(values: Iterable[float]) -> float:
+    data = list(values)
+    return float(statistics.median(data)) if data else float("nan")
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    data = sorted(values)
+    if not data:
+        return float("nan")
+    return float(data[min(len(data) - 1, round(q * (len(data) - 1)))])
+
+
+def write_json(path: Path, document: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class SandboxProcess:
+    """The provider sandbox in its own process (its CPU is not the client's), profiles written to ``profiles_dir``."""
+
+    def __init__(self, profiles_dir: Path) -> None:
+        self.profiles_dir = profiles_dir
+        self.base_url = ""
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> SandboxProcess:
+        code = (
+            "import sys; from pathlib import Path; from refund_poller.sandbox import Sandbox\n"
+            "s = Sandbox(port=0, profiles_dir=Path(sys.argv[1])).bind()\n"
+            "print(s.base_url, flush=True); s.serve_forever()\n"
+        )
+        self._process = subprocess.Popen(
+            [str(PYTHON), "-c", code, str(self.profiles_dir)], stdout=subprocess.PIPE, text=True, cwd=REPO
+        )
+        assert self._process.stdout is not None
+        self.base_url = self._process.stdout.readline().strip()
+        if not self.base_url.startswith("http"):
+            raise RuntimeError("the sandbox did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+    def profile(self, name: str) -> Path:
+        return self.profiles_dir / f"{name}.json"
+
+
+def process_tree_rss_mb(root: int | None = None) -> float:
+    """Resident memory of a process and all its descendants (MB), read from /proc."""
+    root = root or os.getpid()
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total_kb, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = 0.0
+    try:
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        mem_gb = int(first.split()[1]) / 1024 / 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 0,
+        "memoryGb": round(mem_gb, 1),
+        "python": sys.version.split()[0],
+        "kernel": os.uname().release,
+    }

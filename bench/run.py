@@ -1,0 +1,392 @@
+"""`make bench`: run every benchmark in its own process, compute the cost model, write summary.json and README tables.
+
+Each stack-based benchmark gets its own process (one local stack per process). ``--skip-scale`` and
+``--scale 100,500`` shorten a run while working on the benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import subprocess
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.common import BENCH, PYTHON, REPO, RESULTS, log, machine, read_json, write_json
+
+# Public prices, us-east-1 (bench/README.md cites the pages).
+PRICES = {
+    "sfnStandardPerTransition": 0.025 / 1000,
+    "sfnExpressPerRequest": 1.00 / 1_000_000,
+    "sfnExpressPerGbSecond": 0.00001667,
+    "lambdaArmPerRequest": 0.20 / 1_000_000,
+    "lambdaArmPerGbSecond": 0.0000133334,
+    "dynamodbPerWru": 0.625 / 1_000_000,
+    "dynamodbPerRru": 0.125 / 1_000_000,
+    "eventbridgePerEvent": 1.00 / 1_000_000,
+    "sqsPerRequest": 0.40 / 1_000_000,
+    "logsPerGbIngested": 0.50,
+}
+LAMBDA_GB = 256 / 1024
+EXPRESS_GB = 64 / 1024
+DEFAULT_INTERVAL_S = 5
+SQS_REQUESTS_PER_REFUND = 3  # SendMessage, ReceiveMessage, DeleteMessageBatch: a batch of one, the dearest case
+
+
+def run_module(module: str, *args: str) -> None:
+    started = time.monotonic()
+    log(f"running {module} {' '.join(args)}")
+    subprocess.run([str(PYTHON), "-m", f"bench.{module}", *args], cwd=REPO, check=True)
+    log(f"{module} took {time.monotonic() - started:.0f} s")
+
+
+def refund_cost(flows: dict[str, Any], polls: int, transitions: int) -> dict[str, Any]:
+    """What one refund with ``polls`` polls (the starter's first one included) costs, by service."""
+    detail = flows["detail"]
+    requests = detail["requests"]
+    inquire = detail["lambda"]["InquireFunction"]
+    starter = detail["lambda"]["StartInquiryFunction"]
+    execution_polls = polls - 1
+    wru_per_write = max(1, math.ceil(requests["itemBytes"] / 1024))
+    starter_writes = requests["starter"].get("dynamodb.UpdateItem", 0)
+    poll_writes = sum(p.get("dynamodb.UpdateItem", 0) for p in requests["polls"][:-1]) / max(
+        1, len(requests["polls"]) - 1
+    )
+    final_writes = requests["polls"][-1].get("dynamodb.UpdateItem", 0)
+    writes = starter_writes + poll_writes * (execution_polls - 1) + final_writes
+    reads = requests["starter"].get("dynamodb.GetItem", 0)
+    # The starter's batch duration is shared by the messages of its batch; per message, as measured.
+    starter_ms = starter["durationMsMedian"] * max(1, starter["invocations"]) / max(1, flows["detail"]["messages"])
+    lambda_gb_s = (math.ceil(starter_ms) + execution_polls * math.ceil(inquire["durationMsMedian"])) / 1000 * LAMBDA_GB
+    common = {
+        "lambdaRequests": (1 + execution_polls) * PRICES["lambdaArmPerRequest"],
+        "lambdaGbSeconds": lambda_gb_s * PRICES["lambdaArmPerGbSecond"],
+        "dynamodbWrites": writes * wru_per_write * PRICES["dynamodbPerWru"],
+        "dynamodbReads": reads * PRICES["dynamodbPerRru"],
+        "events": PRICES["eventbridgePerEvent"],
+        "sqs": SQS_REQUESTS_PER_REFUND * PRICES["sqsPerRequest"],
+    }
+    express_s = math.ceil(execution_polls * (DEFAULT_INTERVAL_S + inquire["durationMsMedian"] / 1000) * 10) / 10
+    standard = {"stateTransitions": transitions * PRICES["sfnStandardPerTransition"], **common}
+    express = {
+        "expressRequest": PRICES["sfnExpressPerRequest"],
+        "expressDuration": express_s * EXPRESS_GB * PRICES["sfnExpressPerGbSecond"],
+        **common,
+    }
+    # Not in the headline (the issue's list): CloudWatch Logs ingestion of the function logs and, with the
+    # template's Logging Level ALL, the execution log (about the size of the execution history).
+    history_bytes_per_poll = (
+        detail["transitions"]["12_polls"]["historyBytes"] / detail["transitions"]["12_polls"]["polls"]
+    )
+    logs = {
+        "functionLogs": (1 + execution_polls) * inquire["logBytesPerInvocation"] / 1e9 * PRICES["logsPerGbIngested"],
+        "executionLogs": polls * history_bytes_per_poll / 1e9 * PRICES["logsPerGbIngested"],
+    }
+    return {
+        "polls": polls,
+        "stateTransitions": transitions,
+        "lambdaInvocations": 1 + execution_polls,
+        "lambdaGbSeconds": round(lambda_gb_s, 5),
+        "dynamodbWrites": writes,
+        "dynamodbWruPerWrite": wru_per_write,
+        "expressDurationS": express_s,
+        "standardUsd": sum(standard.values()),
+        "expressUsd": sum(express.values()),
+        "standardBreakdown": standard,
+        "expressBreakdown": express,
+        "logsUsdNotInHeadline": logs,
+    }
+
+
+def cost_per_refund(flows: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    t3, t12 = flows["transitions_3_polls"], flows["transitions_12_polls"]
+    three, twelve = refund_cost(flows, 3, t3), refund_cost(flows, 12, t12)
+    headline = {
+        "standard_3_polls": round(three["standardUsd"], 8),
+        "standard_12_polls": round(twelve["standardUsd"], 8),
+        "express_3_polls": round(three["expressUsd"], 8),
+        "express_12_polls": round(twelve["expressUsd"], 8),
+    }
+    return headline, {"3_polls": three, "12_polls": twelve, "prices": PRICES}
+
+
+def scale_cost(entry: dict[str, Any], flows: dict[str, Any]) -> float:
+    """Standard cost per refund at this N from the counts of the run (linearity check)."""
+    detail: dict[str, Any] = entry["detail"]
+    n = int(entry["n"])
+    executions = max(0, detail["polls"] - detail["executionPolls"])  # = refunds that were polled at least once
+    transitions = 3 * detail["executionPolls"] + executions
+    per_refund = {
+        "transitions": transitions * PRICES["sfnStandardPerTransition"],
+        "lambda": (detail["inquireInvocations"] + detail["starterInvocations"]) * PRICES["lambdaArmPerRequest"],
+        "dynamodb": (detail["polls"] + 3 * n) * PRICES["dynamodbPerWru"],
+    }
+    total: float = sum(per_refund.values())
+    return round(total / n, 8)
+
+
+def table(rows: list[list[str]]) -> str:
+    header, *body = rows
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def readme_tables(summary: dict[str, Any]) -> str:
+    d = summary["detail"]
+    init, ovh, flows, cost = d["init"], d["inquiry"], d["flows"], d["cost"]
+    ratios = summary["init_ratio_vs_import_floor"]
+    det = summary["detection_latency_s"]
+    c = summary["cost_per_refund_usd"]
+    m = summary["machine"]
+    parts = [
+        f"Measured {summary['date']} on {m['cpu']}, {m['cores']} cores, {m['memoryGb']} GB, Python {m['python']}, "
+        f"Linux {m['kernel']}; `make bench` took {summary['runtimeS']:.0f} s.",
+        "",
+        "### Targets",
+        "",
+        table(
+            [
+                ["target", "measured", "verdict"],
+                *[
+                    [
+                        f"{fn} init ≤ 1.2x import floor",
+                        f"{ratios[fn]}x ({init[fn]['initMs']} ms / {init['floorMs']} ms)",
+                        verdict(ratios[fn] <= 1.2),
+                    ]
+                    for fn in ratios
+                ],
+                [
+                    "per-inquiry overhead ≤ 0.05x official SDK",
+                    f"{summary['inquiry_overhead_ratio_vs_sdk']}x ({summary['inquiry_overhead_ms']} ms"
+                    f" / {summary['sdk_inquiry_overhead_ms']} ms CPU)",
+                    verdict(summary["inquiry_overhead_ratio_vs_sdk"] <= 0.05),
+                ],
+                [
+                    "≤ 3 transitions per poll",
+                    str(summary["transitions_per_poll"]),
+                    verdict(summary["transitions_per_poll"] <= 3),
+                ],
+                [
+                    "Standard ≤ $0.00095 per refund at 12 polls",
+                    f"${c['standard_12_polls']:.6f}",
+                    verdict(c["standard_12_polls"] <= 0.00095),
+                ],
+                [
+                    "Express ≤ $0.00007 per refund at 12 polls (5 s interval)",
+                    f"${c['express_12_polls']:.6f}",
+                    verdict(c["express_12_polls"] <= 0.00007),
+                ],
+                [
+                    "detection ≤ interval + 0.5 s (5 s)",
+                    f"median {det['interval_5s']} s, max {flows['detection']['interval_5s']['maxS']} s",
+                    verdict(det["interval_5s"] <= 5.5),
+                ],
+                [
+                    "detection ≤ interval + 0.5 s (1 s)",
+                    f"median {det['interval_1s']} s, max {flows['detection']['interval_1s']['maxS']} s",
+                    verdict(det["interval_1s"] <= 1.5),
+                ],
+                *[[f"lost = 0 at N = {s['n']}", str(s["lost"]), verdict(s["lost"] == 0)] for s in summary["scale"]],
+            ]
+        ),
+        "",
+        "### Cold init (median of fresh processes)",
+        "",
+        table(
+            [
+                ["", "import", "first use (profile + keys)", "init", "÷ floor"],
+                ["floor: boto3 + requests + cryptography", f"{init['floorMs']} ms", "-", f"{init['floorMs']} ms", "1"],
+                *[
+                    [
+                        fn,
+                        f"{init[fn]['importMs']} ms",
+                        f"{init[fn]['firstUseMs']} ms",
+                        f"{init[fn]['initMs']} ms",
+                        f"{ratios[fn]}",
+                    ]
+                    for fn in ratios
+                ],
+            ]
+        ),
+        "",
+        "Self import time by package, `-X importtime`, one process"
+        " (ms; `app` includes the boto3 clients its module creates):",
+        "",
+        table(
+            [["process", "packages"]]
+            + [[k, ", ".join(f"{p} {ms}" for p, ms in v.items())] for k, v in init["importtimeSelfMsByPackage"].items()]
+        ),
+        "",
+        "### Per-inquiry CPU (client process only; sandbox in another process)",
+        "",
+        table(
+            [
+                ["client", "calls", "CPU median", "CPU p90", "wall median"],
+                *[
+                    [name, str(v["calls"]), f"{v['cpuMsMedian']} ms", f"{v['cpuMsP90']} ms", f"{v['wallMsMedian']} ms"]
+                    for name, v in (("ours (refund_core Antom)", ovh["ours"]), ("official SDK 1.7.1", ovh["sdk"]))
+                ],
+            ]
+        ),
+        "",
+        "### State transitions (execution histories)",
+        "",
+        table(
+            [
+                ["refund", "polls (starter + execution)", "states entered", "by state"],
+                *[
+                    [
+                        name,
+                        f"{t['polls']} (1 + {t['executionPolls']})",
+                        str(t["statesEntered"]),
+                        ", ".join(f"{k} {v}" for k, v in t["enteredByState"].items()),
+                    ]
+                    for name, t in (
+                        ("3 polls", flows["transitions"]["3_polls"]),
+                        ("12 polls", flows["transitions"]["12_polls"]),
+                    )
+                ],
+            ]
+        ),
+        "",
+        "### Cost per refund (USD)",
+        "",
+        table(
+            [
+                [
+                    "",
+                    "Standard",
+                    "Express",
+                    "Lambda inv.",
+                    "DynamoDB writes",
+                    "Express billed s",
+                    "logs (not in headline)",
+                ],
+                *[
+                    [
+                        f"{k.split('_')[0]} polls",
+                        f"{v['standardUsd']:.7f}",
+                        f"{v['expressUsd']:.7f}",
+                        str(v["lambdaInvocations"]),
+                        f"{v['dynamodbWrites']:g} x {v['dynamodbWruPerWrite']} WRU",
+                        f"{v['expressDurationS']}",
+                        f"{sum(v['logsUsdNotInHeadline'].values()):.7f}",
+                    ]
+                    for k, v in cost.items()
+                    if k != "prices"
+                ],
+            ]
+        ),
+        "",
+        "### Detection latency (flip at the sandbox → stored item final)",
+        "",
+        table(
+            [
+                ["interval", "median", "max", "of which recording (median)", "refunds"],
+                *[
+                    [
+                        k.split("_")[1],
+                        f"{v['medianS']} s",
+                        f"{v['maxS']} s",
+                        f"{v['recordMedianS']} s",
+                        str(len(v["rows"])),
+                    ]
+                    for k, v in flows["detection"].items()
+                ],
+            ]
+        ),
+        "",
+        "### Scale (interval 1 s, one local stack, sent at once)",
+        "",
+        table(
+            [
+                ["N", "starter msg/s", "completion", "peak RSS", "lost", "polls", "Standard $/refund (counts)"],
+                *[
+                    [
+                        str(s["n"]),
+                        str(s["starter_msgs_per_s"]),
+                        f"{s['completion_s']} s",
+                        f"{s['peak_rss_mb']} MB",
+                        str(s["lost"]),
+                        str(s["detail"]["polls"]),
+                        f"{s['detail']['standardUsdPerRefund']:.7f}",
+                    ]
+                    for s in summary["scale"]
+                ],
+            ]
+        ),
+    ]
+    return "\n".join(parts)
+
+
+def update_readme(text: str) -> None:
+    path = BENCH / "README.md"
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    current = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{text}\n{end}", current), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", default="100,500,1000")
+    parser.add_argument("--skip", default="", help="comma-separated: init,inquiry,flows,scale (reuse old results)")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    started = time.monotonic()
+    sizes = [int(n) for n in args.scale.split(",") if n]
+    if "init" not in skip:
+        run_module("init_time")
+    if "inquiry" not in skip:
+        run_module("inquiry_overhead")
+    if "flows" not in skip:
+        run_module("stack_flows")
+    if "scale" not in skip:
+        for n in sizes:
+            run_module("scale", str(n))
+    init = read_json(RESULTS / "init_time.json")
+    inquiry = read_json(RESULTS / "inquiry_overhead.json")
+    flows = read_json(RESULTS / "stack_flows.json")
+    headline, cost_detail = cost_per_refund(flows)
+    scale = []
+    for n in sizes:
+        entry = read_json(RESULTS / f"scale_{n}.json")
+        entry["detail"]["standardUsdPerRefund"] = scale_cost(entry, flows)
+        scale.append(entry)
+    summary: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "runtimeS": round(time.monotonic() - started),
+        "init_ratio_vs_import_floor": init["init_ratio_vs_import_floor"],
+        "inquiry_overhead_ms": inquiry["inquiry_overhead_ms"],
+        "sdk_inquiry_overhead_ms": inquiry["sdk_inquiry_overhead_ms"],
+        "inquiry_overhead_ratio_vs_sdk": inquiry["inquiry_overhead_ratio_vs_sdk"],
+        "transitions_per_poll": flows["transitions_per_poll"],
+        "transitions_3_polls": flows["transitions_3_polls"],
+        "transitions_12_polls": flows["transitions_12_polls"],
+        "cost_per_refund_usd": headline,
+        "detection_latency_s": flows["detection_latency_s"],
+        "scale": [{k: v for k, v in s.items() if k != "detail"} for s in scale],
+        "detail": {
+            "init": init["detail"],
+            "inquiry": inquiry["detail"],
+            "flows": flows["detail"],
+            "cost": cost_detail,
+            "scale": {str(s["n"]): s["detail"] for s in scale},
+        },
+    }
+    write_json(RESULTS / "summary.json", summary)
+    readme_summary = {**summary, "scale": scale}
+    update_readme(readme_tables(readme_summary))
+    log(f"summary written to {RESULTS / 'summary.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Transitions per poll, what one refund costs in requests, and detection latency, on one local stack.
+
+All refunds are sent at once (one stack, default template parameters, per-message polling overrides):
+
+- ``processing2-success`` (3 polls) and ``processing`` refunds with interval 1 s and 12/13 s windows (the one that
+  gave 12 polls is used; ``processing11-success`` is the fallback with exactly 12): their execution histories
+  give the *StateEntered counts (Standard bills one transition per state entered) and the Express duration;
+- ``processing<N>s-success`` refunds at interval 5 s and 1 s: the sandbox turns them final N seconds after their
+  first poll (sandbox ``firstPollAt`` + N); the table is scanned every ~50 ms to see when the stored item turns
+  final. Latency = seen final - flip. The sandbox's ``finalAt`` (its first final answer) splits it into waiting
+  for the next poll and recording it.
+
+The functions' REPORT lines give Lambda durations and memory; a replay of the same service code in this process,
+with counting hooks on its boto3 clients, gives the AWS requests per starter and per poll (DynamoDB reads and
+writes, events). Writes bench/results/stack_flows.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from bench.common import RESULTS, log, median, write_json
+from refund_poller.devstack import DevStack
+from refund_poller.local.server import FAKE_CREDENTIALS, REGION
+
+RUN = str(int(time.time()))[-6:]
+T3 = f"processing2-success--t3-{RUN}"
+T12 = {12: f"processing--t12w12-{RUN}", 13: f"processing--t12w13-{RUN}"}
+T12_FALLBACK = f"processing11-success--t12s-{RUN}"
+DETECT = {
+    5: [f"processing{n}s-success--d5-{n}-{RUN}" for n in (6, 7, 8, 9, 11, 12, 13, 14)],
+    1: [f"processing{n}s-success--d1-{n}-{RUN}" for n in (2, 3, 4, 5, 6, 7, 8, 9)],
+}
+REPORT = re.compile(
+    r"REPORT RequestId: \S+\tDuration: ([\d.]+) ms\tBilled Duration: (\d+) ms.*?Max Memory Used: (\S+) MB"
+)
+INIT = re.compile(r"Init Duration: ([\d.]+) ms")
+
+
+def message(refund: str, interval: int, window: int) -> dict[str, Any]:
+    return {
+        "provider": "antom",
+        "refundRequestId": refund,
+        "correlationId": f"bench-{refund}",
+        "polling": {"intervalSeconds": interval, "maxDurationSeconds": window},
+    }
+
+
+def send(stack: DevStack, messages: list[dict[str, Any]]) -> None:
+    sqs, url = stack.client("sqs"), str(stack.outputs["InquiryQueueUrl"])
+    for start in range(0, len(messages), 10):
+        entries = [{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(messages[start : start + 10])]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+
+
+def scan(stack: DevStack) -> dict[str, dict[str, Any]]:
+    ddb, table = stack.client("dynamodb"), str(stack.outputs["ResultsTableName"])
+    items: dict[str, dict[str, Any]] = {}
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        try:
+            page = ddb.scan(**kwargs)
+        except ClientError:  # moto's Scan can trip over items written meanwhile (HTTP 500): read again
+            time.sleep(0.05)
+            continue
+        for raw in page["Items"]:
+            items[raw["pk"]["S"]] = raw
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def sandbox_refund(stack: DevStack, refund: str) -> dict[str, Any]:
+    url = f"{stack.sandbox.base_url}/_sandbox/refunds/antom/{refund}"
+    with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310  # loopback admin endpoint
+        document: dict[str, Any] = json.loads(answer.read())
+    return document
+
+
+def history(stack: DevStack, arn: str) -> list[dict[str, Any]]:
+    sfn = stack.client("stepfunctions")
+    events: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
+        events.extend(page["events"])
+        token = page.get("nextToken")
+        if not token:
+            return events
+
+
+def execution_facts(stack: DevStack, item: dict[str, Any]) -> dict[str, Any]:
+    events = history(stack, item["executionArn"]["S"])
+    entered = Counter(
+        event["stateEnteredEventDetails"]["name"] for event in events if event["type"].endswith("StateEntered")
+    )
+    stamps = [event["timestamp"].timestamp() for event in events]
+    history_bytes = len(json.dumps(events, default=str).encode())
+    polls = int(item["polls"]["N"])
+    return {
+        "polls": polls,
+        "executionPolls": polls - 1,
+        "statesEntered": sum(entered.values()),
+        "enteredByState": dict(entered),
+        "durationS": round(max(stamps) - min(stamps), 3),
+        "historyBytes": history_bytes,
+        "status": item["status"]["S"],
+    }
+
+
+def reports(stack: DevStack, logical_id: str) -> dict[str, Any]:
+    text = stack.cloud.function_logs(logical_id)
+    durations: list[float] = []
+    warm: list[float] = []
+    billed: list[int] = []
+    memory: list[int] = []
+    inits: list[float] = []
+    for line in text.splitlines():
+        found = REPORT.search(line)
+        if not found:
+            continue
+        durations.append(float(found.group(1)))
+        billed.append(int(found.group(2)))
+        if found.group(3) != "-":
+            memory.append(int(found.group(3)))
+        init = INIT.search(line)
+        if init:
+            inits.append(float(init.group(1)))
+        else:
+            warm.append(float(found.group(1)))
+    return {
+        "invocations": len(durations),
+        "billedMsMedianWarm": median(b for b, d in zip(billed, durations, strict=True) if d in warm),
+        "durationMsMedian": round(median(warm), 2),
+        "durationMsP90": round(sorted(durations)[int(0.9 * (len(durations) - 1))], 2) if durations else None,
+        "maxMemoryUsedMb": max(memory) if memory else None,
+        "initDurationMsMedian": round(median(inits), 1) if inits else None,
+        "coldStarts": len(inits),
+        "logBytesPerInvocation": round(len(text.encode()) / max(1, len(durations))),
+    }
+
+
+def count_requests(stack: DevStack) -> dict[str, Any]:
+    """Replay the starter's and the poller's service code here, counting each AWS request it makes."""
+    config = stack.client("lambda").get_function_configuration(
+        FunctionName=stack.cloud.function_name("InquireFunction")
+    )
+    os.environ.update(config["Environment"]["Variables"])
+    os.environ["AWS_ENDPOINT_URL"] = stack.cloud.endpoint_url
+    os.environ["AWS_DEFAULT_REGION"] = REGION
+    os.environ["AWS_ACCESS_KEY_ID"] = FAKE_CREDENTIALS["aws_access_key_id"]
+    os.environ["AWS_SECRET_ACCESS_KEY"] = FAKE_CREDENTIALS["aws_secret_access_key"]
+    from refund_core.aws.wiring import service_from_environment
+    from refund_core.validation import parse_message
+
+    service = service_from_environment()
+    calls: Counter[str] = Counter()
+
+    def hook(**kwargs: Any) -> None:
+        calls[kwargs["event_name"].split(".", 1)[1]] += 1
+
+    for client in (service.store._client, service.events._client):  # type: ignore[attr-defined]
+        client.meta.events.register("before-call.*.*", hook)
+
+    class Executions:
+        def start(self, name: str, state: Any) -> str:
+            calls["states.StartExecution"] += 1
+            return f"arn:aws:states:local:000000000000:execution:bench:{name}"
+
+    refund = f"processing2-success--count-{RUN}"
+    parsed = parse_message(json.dumps(message(refund, 1, 60)))
+    service.adapters.adapter("antom", "default")  # profile fetched and cached, as in a warm container
+    calls.clear()
+    started = service.start(parsed, message_id=f"count-{RUN}", executions=Executions())
+    starter = dict(calls)
+    assert started.poll is not None
+    state = started.poll.state
+    per_poll: list[dict[str, int]] = []
+    while state["decision"]["next"] == "wait":
+        calls.clear()
+        poll = service.poll(state)
+        state = poll.state
+        per_poll.append(dict(calls))
+    item = scan(stack)[f"antom#default#{refund}"]
+    return {"starter": starter, "polls": per_poll, "itemBytes": dynamodb_item_size(item)}
+
+
+def dynamodb_item_size(raw: dict[str, Any]) -> int:
+    """Approximate DynamoDB item size (names + values, as DynamoDB counts them) of a low-level item."""
+
+    def value_size(value: dict[str, Any]) -> int:
+        (kind, inner), *_ = value.items()
+        if kind == "S":
+            return len(str(inner).encode())
+        if kind == "N":
+            return (len(str(inner).lstrip("-").replace(".", "")) + 1) // 2 + 1
+        if kind in ("BOOL", "NULL"):
+            return 1
+        if kind == "M":
+            return 3 + sum(len(k.encode()) + value_size(v) + 1 for k, v in inner.items())
+        if kind == "L":
+            return 3 + sum(value_size(v) + 1 for v in inner)
+        return len(json.dumps(inner).encode())
+
+    return sum(len(name.encode()) + value_size(value) for name, value in raw.items())
+
+
+def main() -> None:
+    messages = [message(T3, 1, 30), message(T12_FALLBACK, 1, 60)]
+    messages += [message(refund, 1, window) for window, refund in T12.items()]
+    messages += [
+        message(refund, interval, 60 if interval == 5 else 30) for interval, ids in DETECT.items() for refund in ids
+    ]
+    with tempfile.TemporaryDirectory() as tmp, DevStack(Path(tmp)) as stack:
+        sent_at = time.time()
+        send(stack, messages)
+        keys = {f"antom#default#{m['refundRequestId']}" for m in messages}
+        seen_final: dict[str, float] = {}
+        items: dict[str, dict[str, Any]] = {}
+        while time.time() - sent_at < 120:
+            items = scan(stack)
+            now = time.time()
+            for key, item in items.items():
+                if key not in seen_final and item.get("final", {}).get("BOOL"):
+                    seen_final[key] = now
+            if all(key in items and items[key].get("pollingState", {}).get("S") == "IDLE" for key in keys):
+                break
+            time.sleep(0.03)
+        log(f"stack flows: all closed after {time.time() - sent_at:.1f} s")
+        detection: dict[str, Any] = {}
+        for interval, refunds in DETECT.items():
+            rows: list[dict[str, Any]] = []
+            for refund in refunds:
+                seconds = int(refund.split("s-", 1)[0].removeprefix("processing"))
+                sandbox = sandbox_refund(stack, refund)
+                flip = float(sandbox["firstPollAt"]) + seconds
+                seen = seen_final.get(f"antom#default#{refund}")
+                final_at = sandbox.get("finalAt")
+                rows.append(
+                    {
+                        "refund": refund,
+                        "latencyS": None if seen is None else round(seen - flip, 3),
+                        "waitForPollS": None if final_at is None else round(float(final_at) - flip, 3),
+                        "recordS": None if seen is None or final_at is None else round(seen - float(final_at), 3),
+                    }
+                )
+            latencies = [row["latencyS"] for row in rows if row["latencyS"] is not None]
+            detection[f"interval_{interval}s"] = {
+                "medianS": round(median(latencies), 3),
+                "maxS": max(latencies) if latencies else None,
+                "missed": len(rows) - len(latencies),
+                "recordMedianS": round(median(r["recordS"] for r in rows if r["recordS"] is not None), 3),
+                "rows": rows,
+            }
+        t3 = execution_facts(stack, items[f"antom#default#{T3}"])
+        t12_candidates = {w: execution_facts(stack, items[f"antom#default#{r}"]) for w, r in T12.items()}
+        t12_source = next((f"processing, window {w} s" for w, f in t12_candidates.items() if f["polls"] == 12), None)
+        t12 = next((f for f in t12_candidates.values() if f["polls"] == 12), None)
+        if t12 is None:
+            t12 = execution_facts(stack, items[f"antom#default#{T12_FALLBACK}"])
+            t12_source = "processing11-success (window gave no exactly-12-poll run)"
+        lambdas = {
+            "StartInquiryFunction": reports(stack, "StartInquiryFunction"),
+            "InquireFunction": reports(stack, "InquireFunction"),
+        }
+        requests = count_requests(stack)
+    per_poll = round((t12["statesEntered"] - 1) / t12["executionPolls"], 3)
+    result = {
+        "transitions_per_poll": per_poll,
+        "transitions_3_polls": t3["statesEntered"],
+        "transitions_12_polls": t12["statesEntered"],
+        "detection_latency_s": {name: value["medianS"] for name, value in detection.items()},
+        "detail": {
+            "transitions": {"3_polls": t3, "12_polls": t12, "12_polls_source": t12_source, "windows": t12_candidates},
+            "detection": detection,
+            "lambda": lambdas,
+            "requests": requests,
+            "messages": len(messages),
+        },
+    }
+    write_json(RESULTS / "stack_flows.json", result)
+    log(f"transitions/poll {per_poll}, 3 polls {t3['statesEntered']}, 12 polls {t12['statesEntered']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""``refund-poller demo``: the product end to end on one machine, in under two minutes."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from refund_core.domain.inquiry import item_key
+from refund_core.store import DynamoDbRefundStore
+from refund_poller.cli.aws_errors import EXIT_FAILURE, aws_errors
+from refund_poller.cli.demo_plan import REJECTED, DemoRefund, Progress, plan
+from refund_poller.cli.demo_view import LiveView, PlainView, Rows, summary_json, summary_table
+from refund_poller.cli.dlq_messages import peek
+from refund_poller.cli.errors import fail
+from refund_poller.cli.local_state import process_alive, read_state
+from refund_poller.cli.render import print_json, stderr, stdout
+from refund_poller.cli.send_cmd import send_bodies
+from refund_poller.cli.target import Target, local_session, local_target
+
+REFRESH_SECONDS = 0.5
+# The longest lifecycle is the unresolved one: a whole polling window, plus slack for a loaded machine.
+TIMEOUT_SECONDS = {True: 40.0, False: 100.0}
+
+
+def demo(
+    fast: Annotated[bool, typer.Option("--fast", help="Poll every 1 s for 8 s instead of 5 s for 60 s.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON (progress goes to stderr).")
+    ] = False,
+) -> None:
+    """Show the whole product working: refunds across Antom, an Alipay+ wallet and AlphaPay, polled live.
+
+    Uses the local stack running in this directory (`refund-poller local up`) or starts one for the demo.
+    Sends refunds whose ids script the provider sandbox: success, fail, not found then found, unresolved at
+    the end of the polling window, an invalid message (rejected to the DLQ) and a duplicate (polled once).
+    Shows each refund's status and polls as they change, then a summary with the command to trace each one.
+    Exit status 0 only if every refund ended as expected. About 70 s with the real 5 s / 60 s policy.
+
+    Examples:
+
+        refund-poller demo
+
+        refund-poller demo --fast
+
+        refund-poller demo --fast --json | jq .counts
+    """
+    console = stderr if as_json else stdout
+    started = time.monotonic()
+    with _stack(fast, console) as (target, own_stack, stack_fast):
+        rows: Rows = [(refund, Progress()) for refund in plan()]
+        rejected_ids = _send(target, [refund for refund, _ in rows])
+        view = LiveView(console) if console.is_terminal else PlainView(console)
+        with view:
+            _follow(target, rows, rejected_ids, view, TIMEOUT_SECONDS[stack_fast])
+    elapsed = time.monotonic() - started
+    _report(rows, elapsed, as_json, own_stack)
+    if not all(progress.judged(refund) for refund, progress in rows):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@contextmanager
+def _stack(fast: bool, console: object) -> Iterator[tuple[Target, bool, bool]]:
+    """The running local stack of this directory, or one of our own: (target, ours, fast policy)."""
+    state = read_state()
+    if state is not None and process_alive(state.pid):
+        if fast != state.fast:
+            stderr.print(f"note: using the running local stack ({'fast' if state.fast else 'real'} policy)")
+        yield local_target(state), False, state.fast
+        return
+    from refund_poller.devstack import FAST_POLICY, DevStack  # heavy (moto): only when we run the stack
+    from refund_poller.local import LocalCloudError
+    from refund_poller.local.server import REGION
+
+    stderr.print("starting a local stack for the demo (emulated AWS, provider sandbox) …")
+    with tempfile.TemporaryDirectory(prefix="refund-poller-demo-") as state_dir:
+        stack = DevStack(Path(state_dir), parameter_overrides=FAST_POLICY if fast else None)
+        try:
+            stack.start()
+        except (LocalCloudError, OSError) as exc:
+            fail(f"cannot start the local stack: {exc}", exit_code=EXIT_FAILURE)
+        try:
+            outputs = {k: str(v) for k, v in stack.outputs.items()}
+            yield Target(local_session(REGION), outputs, REGION, stack.cloud.endpoint_url), True, fast
+        finally:
+            stack.stop()
+
+
+def _send(target: Target, refunds: list[DemoRefund]) -> dict[str, str]:
+    """Send every refund's message (a duplicate twice); the message id of each invalid one → its refund id."""
+    bodies = [refund.body() for refund in refunds for _ in range(refund.copies)]
+    owners = [refund for refund in refunds for _ in range(refund.copies)]
+    message_ids = send_bodies(target, bodies)
+    return {message_id: owner.refund for message_id, owner in zip(message_ids, owners, strict=True) if owner.invalid}
+
+
+def _follow(
+    target: Target, rows: Rows, rejected_ids: dict[str, str], view: LiveView | PlainView, timeout: float
+) -> None:
+    store = target.store()
+    sqs = target.client("sqs")
+    deadline = time.monotonic() + timeout
+    with aws_errors(target.where):
+        while True:
+            for refund, progress in rows:
+                if not progress.done:
+                    _refresh(store, refund, progress)
+            if any(refund.invalid and not progress.done for refund, progress in rows):
+                _refresh_rejected(sqs, target.output("InquiryDLQUrl"), rows, rejected_ids)
+            view.update(rows)
+            if all(progress.done for _, progress in rows) or time.monotonic() > deadline:
+                return
+            time.sleep(REFRESH_SECONDS)
+
+
+def _refresh(store: DynamoDbRefundStore, refund: DemoRefund, progress: Progress) -> None:
+    if refund.invalid:
+        return
+    item = store.get(item_key(refund.provider, "default", refund.refund))
+    if item is None:
+        return
+    progress.item = item
+    progress.polls = int(item.get("polls") or 0)
+    progress.status = str(item.get("status")) if progress.polls else "claimed"  # claimed, not asked yet
+    progress.generation = int(item.get("generation") or 0)
+    progress.done = item.get("pollingState") == "IDLE"
+    if progress.done:
+        progress.note = "polled by an execution" if item.get("executionArn") else "no execution needed"
+        if refund.copies > 1:
+            progress.note = f"{refund.copies} messages, {progress.generation} polling window(s)"
+
+
+def _refresh_rejected(sqs: object, dlq_url: str, rows: Rows, rejected_ids: dict[str, str]) -> None:
+    for message in peek(sqs, dlq_url, None):
+        refund_id = rejected_ids.get(message.source_message_id or "")
+        for refund, progress in rows:
+            if refund.refund == refund_id and refund.invalid:
+                progress.status, progress.done, progress.note = REJECTED, True, f"DLQ: {message.reason}"
+
+
+def _report(rows: Rows, elapsed: float, as_json: bool, own_stack: bool) -> None:
+    if as_json:
+        print_json(summary_json(rows, elapsed))
+        return
+    stdout.print(summary_table(rows))
+    good = sum(1 for refund, progress in rows if progress.judged(refund))
+    verdict = "[green]every refund ended as expected[/]" if good == len(rows) else "[red]some refunds did not[/]"
+    stdout.print(f"{good}/{len(rows)} as expected in {elapsed:.0f} s: {verdict}")
+    stdout.print("trace any of them, e.g.:")
+    for refund, _ in rows[:1] + [r for r in rows if r[0].expected == "UNRESOLVED" or r[0].invalid]:
+        stdout.print(f"  {refund.trace_command()}", markup=False)
+    if own_stack:
+        stdout.print(
+            "(this demo's own stack has stopped: run `refund-poller local up` in another terminal first to keep one)"
+        )

@@ -1,0 +1,42 @@
+"""``refund-poller status``: a refund's stored outcome."""
+
+from __future__ import annotations
+
+from refund_poller.cli import options
+from refund_poller.cli.refunds import require_item
+from refund_poller.cli.render import fields_table, print_json, stdout
+from refund_poller.cli.target import resolve_target
+
+
+def status(
+    provider: options.Provider,
+    refund_id: options.RefundId = None,
+    refund_request_id: options.RefundRequestId = None,
+    merchant: options.Merchant = "default",
+    as_json: options.Json = False,
+    stack_name: options.StackName = None,
+    profile: options.AwsProfile = None,
+    region: options.Region = None,
+    endpoint_url: options.EndpointUrl = None,
+) -> None:
+    """Show what the stack has stored about one refund, found by either id.
+
+    The stored item: status (SUCCESS, FAIL, PROCESSING, NOT_FOUND, UNKNOWN, UNRESOLVED or ERROR), whether it is
+    final, both ids, amount, the provider's last result, polls, poll times and the execution ARN (see
+    `refund-poller trace`). Exit status 1 when the stack has no such refund.
+
+    Examples:
+
+        refund-poller status --provider antom --refund-request-id processing2-success--r1
+
+        refund-poller status --provider alphapay --refund-id SBXR0123 --json | jq .status
+
+        refund-poller status --provider antom --merchant acme --refund-id 2024010112345 --stack-name refund-poller
+    """
+    target = resolve_target(stack_name, profile, region, endpoint_url)
+    item = require_item(target, provider, merchant, refund_id, refund_request_id)
+    if as_json:
+        print_json(item)
+        return
+    title = f"{provider}/{merchant} {refund_request_id or refund_id}"
+    stdout.print(fields_table(title, item))

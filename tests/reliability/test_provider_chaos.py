@@ -1,0 +1,43 @@
+"""Provider chaos: 30 % of the sandbox's answers are spoiled (5xx, 429, resets, garbage, forged or missing signatures,
+U, rate limiting, answers slower than the read timeout) → every refund still ends with its scripted final status, no
+final status regresses, no forged answer is stored, one result event per refund."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from refund_poller.devstack import FAST_POLICY, DevStack
+from tests.reliability.load import Faults, LoadReport, run_load
+from tests.reliability.support import key_needles, leaks, stack_texts
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    with DevStack(tmp_path_factory.mktemp("chaos"), parameter_overrides=FAST_POLICY) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def report(stack: DevStack) -> LoadReport:
+    result = run_load(
+        stack, tag="chaos", send_seconds=10, per_second=6, window=45, faults=Faults(chaos_rate=0.3, seed=3)
+    )
+    print("provider chaos:", result.summary())
+    return result
+
+
+def test_nothing_is_lost_and_every_final_status_is_the_scripted_one(report: LoadReport) -> None:
+    assert report.sent >= 60
+    assert report.problems() == {}
+    assert set(report.statuses) <= {"SUCCESS", "FAIL"}
+
+
+def test_the_faults_really_happened(report: LoadReport) -> None:
+    # 30 % of roughly 3-4 answers per refund; at least a fifth of all polls were spoiled.
+    assert report.chaos_injected >= report.polls // 5
+
+
+def test_no_key_material_in_logs_histories_or_events(stack: DevStack, report: LoadReport) -> None:
+    assert leaks(stack_texts(stack, {"events": report.events}), key_needles(stack.state_dir / "profiles")) == {}
