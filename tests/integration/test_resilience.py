@@ -14,7 +14,7 @@ import pytest
 
 from refund_poller.devstack import FAST_POLICY, DevStack
 from refund_poller.local.fault_proxy import FaultProxy
-from tests.integration.stack_support import history, send, store, wait_closed, wait_execution
+from tests.integration.stack_support import events_by_key, history, send, store, wait_closed, wait_execution
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,10 @@ def test_when_retries_run_out_the_error_is_recorded_and_the_execution_fails_read
     assert item is not None
     assert (item["status"], item["pollingState"]) == ("ERROR", "IDLE")
     assert "Runtime.ExitError" in item["reason"]
+    announced = events_by_key(stack, expected=1).get("processing1-success--retry-2", [])
+    assert [(e["status"], e["provider"], e["pollingState"]) for e in announced][-1:] == [
+        ("ERROR", "alipayplus", "IDLE")
+    ]
 
 
 def test_throttled_aws_calls_become_batch_item_failures_and_nothing_else_does(stack: DevStack) -> None:

@@ -163,9 +163,15 @@ def test_a_failed_poll_is_recorded_then_ends_the_execution_failed(states: dict[s
     assert parameters["Key"] == {"pk": {"S.$": "$.inquiry.key"}}
     assert parameters["ConditionExpression"] == "attribute_not_exists(#final) OR #final = :false"
     assert parameters["ExpressionAttributeValues"][":error"] == {"S": "ERROR"}
-    assert {c["Next"] for c in record["Catch"]} == {record["Next"]}
+    # A stored error is announced; a refund already final (condition failed) was announced by its final poll.
+    failed = {c["Next"] for c in record["Catch"]}
     assert any("DynamoDB.ConditionalCheckFailedException" in c["ErrorEquals"] for c in record["Catch"])
-    assert states[record["Next"]]["Type"] == "Fail"
+    prepare = states[record["Next"]]
+    announce = states[prepare["Next"]]
+    assert announce["Resource"] == "arn:aws:states:::events:putEvents"
+    assert announce["Parameters"]["Entries"][0]["Source"] == "refund-poller"
+    assert {c["Next"] for c in announce["Catch"]} == {announce["Next"]} == failed
+    assert states[announce["Next"]]["Type"] == "Fail"
 
 
 def test_failures_have_readable_names(states: dict[str, State]) -> None:
