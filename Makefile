@@ -79,7 +79,7 @@ bench: install bench/.venv-sdk/.installed
 # 10 minutes of load under 30 % provider chaos plus Inquire crashes and DynamoDB throttling; loses nothing.
 # SOAK_SECONDS=60 make soak for a short run. Figures: build/soak/report.json and docs/RELIABILITY.md.
 soak: install
-	RELIABILITY_SOAK_SECONDS=$${SOAK_SECONDS:-600} $(BIN)/pytest -p no:cacheprovider -s -q tests/reliability/test_soak.py
+	RELIABILITY_SOAK_SECONDS=$${SOAK_SECONDS:-600} $(BIN)/pytest -p no:cacheprovider -s -q tests/reliability/soak.py
 
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -78,8 +78,8 @@ def simple_cycles(states: dict[str, State]) -> list[list[str]]:
 
 
 def test_asl_validator_accepts_the_definition() -> None:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed; asl-validator is an npm package")
+    # node and the npm package are project requirements: `make install` runs `npm ci`.
+    assert shutil.which("node") is not None, "node is not installed; asl-validator is an npm package"
     assert ASL_VALIDATOR.exists(), "asl-validator is missing: run `npm ci` at the repository root"
 
     result = subprocess.run(
