@@ -9,19 +9,16 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
+from refund_core.store import load_item
 from refund_poller.devstack import DevStack
 
 FINAL = frozenset({"SUCCESS", "FAIL"})
 CURRENCIES = {"antom": "USD", "alipayplus": "PHP", "alphapay": "CAD"}
 # Windows of Base64 text this long can only match the key itself (a 2048-bit PKCS#8 key is ~1,600 characters).
 FRAGMENT = 24
-_DESERIALIZER = TypeDeserializer()
 
 
 def drain_dlq(stack: DevStack, expected: int, timeout: float = 30) -> list[dict[str, Any]]:
@@ -77,22 +74,11 @@ def items(stack: DevStack) -> dict[str, dict[str, Any]]:
     while True:
         page = dynamodb.scan(TableName=table, ConsistentRead=True, **({"ExclusiveStartKey": start} if start else {}))
         for raw in page["Items"]:
-            item = {name: _plain(_DESERIALIZER.deserialize(value)) for name, value in raw.items()}
+            item = load_item(raw)
             found[str(item["pk"])] = item
         start = page.get("LastEvaluatedKey")
         if not start:
             return found
-
-
-def _plain(value: Any) -> Any:
-    """Decimals as ints or floats, as DynamoDbRefundStore.get returns them."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | set):
-        return [_plain(v) for v in value]
-    return value
 
 
 def sandbox_amount(provider: str, refund_id: str) -> dict[str, str]:

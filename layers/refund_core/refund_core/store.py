@@ -50,7 +50,7 @@ class DynamoDbRefundStore:
 
     def get(self, key: str) -> dict[str, Any] | None:
         answer = self._client.get_item(TableName=self._table, Key={"pk": {"S": key}}, ConsistentRead=True)
-        return _load(answer["Item"]) if "Item" in answer else None
+        return load_item(answer["Item"]) if "Item" in answer else None
 
     def key_for_refund_id(self, provider: str, merchant: str, refund_id: str) -> str | None:
         """The key of the item that knows this provider refund id, if any (via the GSI)."""
@@ -174,7 +174,7 @@ class DynamoDbRefundStore:
             answer = self._client.update_item(**request)
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
-        return _load(answer.get("Attributes", {}))
+        return load_item(answer.get("Attributes", {}))
 
 
 class _Update:
@@ -260,7 +260,8 @@ def _observation_summary(observation: Observation) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if v is not None}
 
 
-def _load(raw: Mapping[str, Any]) -> dict[str, Any]:
+def load_item(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """An item in DynamoDB's typed JSON as plain Python: numbers as ints or floats, sets as lists."""
     return {k: _plain(_deserializer.deserialize(v)) for k, v in raw.items()}
 
 
