@@ -30,6 +30,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from bench.common import RESULTS, log, median, write_json
+from refund_poller.cli.timeline import history as execution_history
 from refund_poller.devstack import DevStack
 from refund_poller.local.server import FAKE_CREDENTIALS, REGION
 
@@ -88,15 +89,7 @@ def sandbox_refund(stack: DevStack, refund: str) -> dict[str, Any]:
 
 
 def history(stack: DevStack, arn: str) -> list[dict[str, Any]]:
-    sfn = stack.client("stepfunctions")
-    events: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
-        events.extend(page["events"])
-        token = page.get("nextToken")
-        if not token:
-            return events
+    return execution_history(stack.client("stepfunctions"), arn)
 
 
 def execution_facts(stack: DevStack, item: dict[str, Any]) -> dict[str, Any]:

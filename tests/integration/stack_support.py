@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from refund_core.store import DynamoDbRefundStore
+from refund_poller.cli.timeline import history as execution_history
 from refund_poller.devstack import DevStack
 
 
@@ -54,15 +55,41 @@ def wait_execution(stack: DevStack, arn: str, timeout: float = 30) -> dict[str, 
 
 
 def history(stack: DevStack, arn: str) -> list[dict[str, Any]]:
+    return execution_history(stack.client("stepfunctions"), arn)
+
+
+def drain_dlq(stack: DevStack, expected: int, timeout: float = 30) -> list[dict[str, Any]]:
+    """Receive (and delete) DLQ messages until ``expected`` arrived or ``timeout`` passed."""
+    sqs = stack.client("sqs")
+    url = str(stack.outputs["InquiryDLQUrl"])
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(found) < expected and time.monotonic() < deadline:
+        answer = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            MessageAttributeNames=["All"],
+            AttributeNames=["All"],
+        )
+        for message in answer.get("Messages", []):
+            found.append(message)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return found
+
+
+def executions(stack: DevStack) -> list[dict[str, Any]]:
+    """Every execution of the stack's state machine (all pages)."""
     sfn = stack.client("stepfunctions")
-    events: list[dict[str, Any]] = []
+    arn = str(stack.outputs["StateMachineArn"])
+    found: list[dict[str, Any]] = []
     token: str | None = None
     while True:
-        page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
-        events.extend(page["events"])
+        page = sfn.list_executions(stateMachineArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
+        found.extend(page["executions"])
         token = page.get("nextToken")
         if not token:
-            return events
+            return found
 
 
 def entered(events: list[dict[str, Any]], state_name: str | None = None) -> int:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from refund_poller.devstack import FAST_POLICY, DevStack
-from tests.integration.stack_support import send, store, wait_closed
+from tests.integration.stack_support import drain_dlq, executions, send, store, wait_closed
 from tests.unit.test_message_validation import INVALID
 
 
@@ -18,26 +17,6 @@ from tests.unit.test_message_validation import INVALID
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     with DevStack(tmp_path_factory.mktemp("starter"), parameter_overrides=FAST_POLICY) as running:
         yield running
-
-
-def drain_dlq(stack: DevStack, expected: int, timeout: float = 30) -> list[dict[str, Any]]:
-    sqs = stack.client("sqs")
-    url = str(stack.outputs["InquiryDLQUrl"])
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(found) < expected and time.monotonic() < deadline:
-        answer = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
-        )
-        for message in answer.get("Messages", []):
-            found.append(message)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return found
-
-
-def executions(stack: DevStack) -> list[dict[str, Any]]:
-    sfn = stack.client("stepfunctions")
-    return list(sfn.list_executions(stateMachineArn=str(stack.outputs["StateMachineArn"]))["executions"])
 
 
 def test_every_invalid_message_goes_to_the_dlq_at_once_with_its_reason(stack: DevStack) -> None:

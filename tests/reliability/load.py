@@ -12,8 +12,8 @@ from typing import Any
 from refund_poller.devstack import DevStack
 from refund_poller.local.fault_proxy import FaultProxy
 from refund_poller.sandbox import ChaosConfig
-from tests.integration.stack_support import events_by_key, send, store
-from tests.reliability.support import FINAL, StatusWatcher, executions, items, sandbox_amount, scripted_final
+from tests.integration.stack_support import events_by_key, executions, send, store
+from tests.reliability.support import FINAL, StatusWatcher, items, sandbox_amount, scripted_final
 
 PROVIDERS = ("antom", "alipayplus", "alphapay")
 # Multi-poll scripts ending in both final statuses; FAIL ones are where a forged SUCCESS would show.

@@ -14,45 +14,12 @@ from typing import Any
 
 from refund_core.store import load_item
 from refund_poller.devstack import DevStack
+from tests.integration.stack_support import executions
 
 FINAL = frozenset({"SUCCESS", "FAIL"})
 CURRENCIES = {"antom": "USD", "alipayplus": "PHP", "alphapay": "CAD"}
 # Windows of Base64 text this long can only match the key itself (a 2048-bit PKCS#8 key is ~1,600 characters).
 FRAGMENT = 24
-
-
-def drain_dlq(stack: DevStack, expected: int, timeout: float = 30) -> list[dict[str, Any]]:
-    """Receive (and delete) DLQ messages until ``expected`` arrived or ``timeout`` passed."""
-    sqs = stack.client("sqs")
-    url = str(stack.outputs["InquiryDLQUrl"])
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(found) < expected and time.monotonic() < deadline:
-        answer = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            MessageAttributeNames=["All"],
-            AttributeNames=["All"],
-        )
-        for message in answer.get("Messages", []):
-            found.append(message)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return found
-
-
-def executions(stack: DevStack) -> list[dict[str, Any]]:
-    """Every execution of the stack's state machine (all pages)."""
-    sfn = stack.client("stepfunctions")
-    arn = str(stack.outputs["StateMachineArn"])
-    found: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        page = sfn.list_executions(stateMachineArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
-        found.extend(page["executions"])
-        token = page.get("nextToken")
-        if not token:
-            return found
 
 
 def wait_executions_done(stack: DevStack, timeout: float = 60) -> list[dict[str, Any]]:

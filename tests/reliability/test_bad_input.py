@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from refund_poller.devstack import FAST_POLICY, DevStack
-from tests.integration.stack_support import events_by_key, send, wait_closed
+from tests.integration.stack_support import drain_dlq, events_by_key, executions, send, wait_closed
 from tests.reliability.corpus import (
     INJECTION_IDS,
     MALFORMED,
@@ -20,7 +20,7 @@ from tests.reliability.corpus import (
     PLAIN_HTTP_MERCHANT,
     VALID_EDGES,
 )
-from tests.reliability.support import drain_dlq, executions, key_needles, leaks, stack_texts
+from tests.reliability.support import key_needles, leaks, stack_texts
 
 REMOTE_HTTP = "http://203.0.113.10:8080"  # TEST-NET-3: documentation only, never routed
 MULTI_POLL = [f"processing1-success--bad-input-{n}" for n in range(3)]
