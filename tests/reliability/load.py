@@ -93,13 +93,14 @@ def run_load(
     stack: DevStack,
     *,
     tag: str,
-    send_seconds: float,
+    refunds: int,
     per_second: float,
     window: int,
     faults: Faults,
     settle_seconds: float = 120,
 ) -> LoadReport:
-    """Send ``per_second`` refunds for ``send_seconds`` under ``faults``; wait for every window to close; account."""
+    """Send ``refunds`` refunds, at most ``per_second`` a second, under ``faults``; wait for every window to close;
+    account for each. The load is a count, not a duration: a slow machine sends the same refunds, only later."""
     proxy = _start_faults(stack, faults)
     messages: dict[str, tuple[str, str, dict[str, Any]]] = {}
     report = LoadReport()
@@ -107,10 +108,10 @@ def run_load(
     counter = itertools.count()
     try:
         with StatusWatcher(stack) as watcher:
-            while time.monotonic() - started < send_seconds:
+            while len(messages) < refunds:
                 tick = time.monotonic()
                 batch = []
-                for _ in range(max(1, round(per_second))):
+                for _ in range(min(max(1, round(per_second)), refunds - len(messages))):
                     n = next(counter)
                     provider = PROVIDERS[n % len(PROVIDERS)]
                     refund_id = f"{SCRIPTS[(n // len(PROVIDERS)) % len(SCRIPTS)]}--{tag}-{n}"

@@ -16,6 +16,7 @@ from tests.reliability.load import Faults, run_load
 from tests.reliability.support import key_needles, leaks, stack_texts
 
 SECONDS = int(os.environ.get("RELIABILITY_SOAK_SECONDS", "600"))
+PER_SECOND = 2  # refunds sent a second: the soak sends SECONDS * PER_SECOND refunds, for at least SECONDS
 REPORT = Path(__file__).resolve().parents[2] / "build" / "soak" / "report.json"
 
 
@@ -27,7 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 def test_soak_loses_nothing(stack: DevStack) -> None:
     faults = Faults(chaos_rate=0.3, inquire_failure_rate=0.05, update_item_throttle=0.1, seed=11)
-    report = run_load(stack, tag="soak", send_seconds=SECONDS, per_second=2, window=60, faults=faults)
+    report = run_load(stack, tag="soak", refunds=SECONDS * PER_SECOND, per_second=PER_SECOND, window=60, faults=faults)
     texts = stack_texts(stack, {"events": report.events})
     leaked = leaks(texts, key_needles(stack.state_dir / "profiles"))
     REPORT.parent.mkdir(parents=True, exist_ok=True)
