@@ -134,3 +134,48 @@ def test_a_refund_id_finds_the_item_keyed_by_the_request_id(store: DynamoDbRefun
     claimed(store)
     assert store.key_for_refund_id("antom", "default", "r-1") == MESSAGE.key
     assert store.key_for_refund_id("antom", "default", "r-unknown") is None
+
+
+def count_updates(client: DynamoDBClient) -> list[str]:
+    """Every UpdateItem the client sends from now on (botocore's event hook, before the request leaves)."""
+    calls: list[str] = []
+    client.meta.events.register("before-call.dynamodb.UpdateItem", lambda **_: calls.append("UpdateItem"))
+    return calls
+
+
+def test_the_last_observation_and_the_close_are_one_write(store: DynamoDbRefundStore, dynamodb: DynamoDBClient) -> None:
+    generation = claimed(store)
+    writes = count_updates(dynamodb)
+    outcome = store.record_and_close(
+        MESSAGE.key, generation, seen(Status.SUCCESS, amount="7"), Status.SUCCESS, None, now=NOW
+    )
+    assert len(writes) == 1
+    assert (outcome["status"], outcome["final"], outcome["pollingState"], outcome["polls"]) == (
+        "SUCCESS",
+        True,
+        "IDLE",
+        1,
+    )
+    assert outcome["amount"] == {"value": "7", "currency": "USD"}
+    assert outcome["resolvedAt"] == outcome["lastPollAt"]
+    assert "pk" not in outcome
+
+
+def test_an_unresolved_close_with_a_weaker_observation_keeps_the_final_status(store: DynamoDbRefundStore) -> None:
+    generation = claimed(store)
+    store.record(MESSAGE.key, seen(Status.FAIL), now=NOW)
+    outcome = store.record_and_close(
+        MESSAGE.key, generation, seen(Status.PROCESSING), Status.UNRESOLVED, "window closed", now=NOW + 60
+    )
+    assert (outcome["status"], outcome["final"], outcome["pollingState"], outcome["polls"]) == ("FAIL", True, "IDLE", 2)
+    assert outcome["lastObservation"]["status"] == "PROCESSING"
+
+
+def test_an_old_window_records_its_final_answer_but_leaves_the_newer_window_open(store: DynamoDbRefundStore) -> None:
+    first = claimed(store)
+    store.close(MESSAGE.key, first, Status.UNRESOLVED, "window closed", now=NOW + 60)
+    second = claimed(store, message_id="m2")
+    store.record_and_close(MESSAGE.key, first, seen(Status.SUCCESS), Status.SUCCESS, None, now=NOW + 61)
+    item = store.get(MESSAGE.key)
+    assert item is not None
+    assert (item["status"], item["generation"], item["pollingState"]) == ("SUCCESS", second, "POLLING")

@@ -111,7 +111,6 @@ class InquiryService:
         query = RefundQuery(refund_id=inquiry.get("refundId"), refund_request_id=inquiry.get("refundRequestId"))
         observation = adapter.inquire(query)
         now = self.clock()
-        self.store.record(key, observation, now=now)
         not_found = int(state.get("notFoundPolls", 0)) + 1 if observation.status is Status.NOT_FOUND else 0
         decision = decide(
             observation,
@@ -125,9 +124,11 @@ class InquiryService:
         # What the provider said, in the state itself, so each poll in the console's history explains itself.
         new_state["observation"] = _trace_summary(observation)
         outcome = None
-        if decision.next != "wait":
+        if decision.next == "wait":
+            self.store.record(key, observation, now=now)
+        else:
             reason = _closing_reason(decision, observation, new_state["polls"])
-            outcome = self.store.close(key, generation, decision.status, reason, now=now)
+            outcome = self.store.record_and_close(key, generation, observation, decision.status, reason, now=now)
             self.events.publish(outcome)
         return PollResult(new_state, observation, decision, outcome)
 

@@ -113,12 +113,7 @@ class DynamoDbRefundStore:
     def record(self, key: str, observation: Observation, *, now: float) -> None:
         """Store one observation: counters always, the status only when it does not regress."""
         if observation.status in _STATUS_WRITERS:
-            update = self._counters(observation, now)
-            for attribute, value in _status_fields(observation).items():
-                update.set(attribute, value)
-            if observation.refund_id:  # the provider revealed its id: make the item findable by it
-                provider, merchant, _ = key.split("#", 2)
-                update.set("refundIdKey", item_key(provider, merchant, observation.refund_id))
+            update = self._observed(key, observation, _status_fields(observation), now)
             condition = None if observation.final else update.not_final()
             if self._apply(key, update, condition) is not None:
                 return
@@ -127,6 +122,40 @@ class DynamoDbRefundStore:
         if observation.status is Status.ERROR:  # the refusal's code is what an operator needs; close sets the status
             counters.set("result", _status_fields(observation)["result"])
         self._apply(key, counters)
+
+    def record_and_close(
+        self, key: str, generation: int, observation: Observation, status: Status, reason: str | None, *, now: float
+    ) -> dict[str, Any]:
+        """The window's last observation and its close as one conditional write; returns the stored item.
+
+        One write, not two: the final answer and the end of the window appear together (no reader sees a final
+        status on an item still polling), and the commonest refund, final at its first poll, costs one write
+        less. When the item is not as this window expects (a newer window owns it, or it is final and this
+        observation is not), or the observation does not write a status, it falls back to ``record`` then
+        ``close``, whose conditions sort those cases out.
+        """
+        if observation.status in _STATUS_WRITERS and observation.final == status.final:
+            fields = {**_status_fields(observation), "status": status.value}
+            update = self._observed(key, observation, fields, now)
+            update.set("pollingState", IDLE).set("resolvedAt", _iso(now)).set("reason", reason)
+            condition = update.generation_is(generation)
+            if not status.final:
+                condition += f" AND {update.not_final()}"
+            item = self._apply(key, update, condition)
+            if item is not None:
+                return public_view(item)
+        self.record(key, observation, now=now)
+        return self.close(key, generation, status, reason, now=now)
+
+    def _observed(self, key: str, observation: Observation, fields: Mapping[str, Any], now: float) -> _Update:
+        """The counters plus what the observation says about the refund."""
+        update = self._counters(observation, now)
+        for attribute, value in fields.items():
+            update.set(attribute, value)
+        if observation.refund_id:  # the provider revealed its id: make the item findable by it
+            provider, merchant, _ = key.split("#", 2)
+            update.set("refundIdKey", item_key(provider, merchant, observation.refund_id))
+        return update
 
     def _counters(self, observation: Observation, now: float) -> _Update:
         return (
