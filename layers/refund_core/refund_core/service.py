@@ -70,7 +70,14 @@ class InquiryService:
         self.policies = policies
         self.clock = clock
 
-    def start(self, message: InquiryMessage, *, message_id: str, executions: Executions) -> StartResult:
+    def start(
+        self,
+        message: InquiryMessage,
+        *,
+        message_id: str,
+        executions: Executions,
+        budget_seconds: float | None = None,
+    ) -> StartResult:
         """Handle one valid queue message: claim the refund, poll once, start the loop only if needed."""
         adapter = self.adapters.adapter(message.provider, message.merchant)
         key = message.key
@@ -92,7 +99,7 @@ class InquiryService:
             "polls": 0,
             "notFoundPolls": 0,
         }
-        poll = self.poll_once(adapter, state)
+        poll = self.poll_once(adapter, state, budget_seconds=budget_seconds)
         if poll.decision.next != "wait":
             return StartResult("recorded", claim.reason, poll)
         name = execution_name(message.provider, message.merchant, message.primary_id, claim.generation)
@@ -100,16 +107,20 @@ class InquiryService:
         self.store.set_execution(key, claim.generation, arn)
         return StartResult("polling", claim.reason, poll, arn)
 
-    def poll(self, state: Mapping[str, Any]) -> PollResult:
+    def poll(self, state: Mapping[str, Any], *, budget_seconds: float | None = None) -> PollResult:
         """One poll of a running loop (the Inquire function's whole job)."""
         inquiry = state["inquiry"]
-        return self.poll_once(self.adapters.adapter(inquiry["provider"], inquiry["merchant"]), state)
+        adapter = self.adapters.adapter(inquiry["provider"], inquiry["merchant"])
+        return self.poll_once(adapter, state, budget_seconds=budget_seconds)
 
-    def poll_once(self, adapter: Provider, state: Mapping[str, Any]) -> PollResult:
+    def poll_once(
+        self, adapter: Provider, state: Mapping[str, Any], *, budget_seconds: float | None = None
+    ) -> PollResult:
+        """``budget_seconds``: the provider call's total time budget (from the invocation's remaining time)."""
         inquiry = state["inquiry"]
         key, generation = inquiry["key"], int(state["generation"])
         query = RefundQuery(refund_id=inquiry.get("refundId"), refund_request_id=inquiry.get("refundRequestId"))
-        observation = adapter.inquire(query)
+        observation = adapter.inquire(query, timeout_seconds=budget_seconds)
         now = self.clock()
         not_found = int(state.get("notFoundPolls", 0)) + 1 if observation.status is Status.NOT_FOUND else 0
         decision = decide(

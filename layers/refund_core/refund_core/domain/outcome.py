@@ -62,6 +62,10 @@ class Observation:
     verified: bool = False
     latency_ms: float | None = None
     reason: str | None = None
+    # Why an answer was not trusted, as a short machine-readable tag (metrics count by it): "another-refund",
+    # "stale-response", "bad-signature", "unsigned", "oversize", "deadline", "malformed"; None when trusted or
+    # when nothing came back to distrust.
+    distrust: str | None = None
 
     @property
     def final(self) -> bool:
@@ -88,4 +92,5 @@ class Observation:
             "resultMessage": self.result.message,
             "latencyMs": None if self.latency_ms is None else round(self.latency_ms, 3),
             "reason": self.reason,
+            "distrust": self.distrust,
         }

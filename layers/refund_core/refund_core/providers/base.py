@@ -125,8 +125,12 @@ class Provider(ABC):
         )
 
     # ---- flow --------------------------------------------------------------------------
-    def inquire(self, query: RefundQuery) -> Observation:
-        """Ask the provider about one refund. Never raises for provider or network trouble."""
+    def inquire(self, query: RefundQuery, *, timeout_seconds: float | None = None) -> Observation:
+        """Ask the provider about one refund. Never raises for provider or network trouble.
+
+        ``timeout_seconds`` is the caller's total budget for this call (connect, send and the whole read);
+        None means the adapter's own ``timeout``.
+        """
         request = self.build_request(query)
         started = time.perf_counter()
         try:
