@@ -20,6 +20,9 @@ from refund_poller.local.moto_lambda import LambdaBridge, install, uninstall
 from refund_poller.local.resources_compute import CREATORS as COMPUTE_CREATORS
 from refund_poller.local.resources_data import CREATORS as DATA_CREATORS
 from refund_poller.local.server import ACCOUNT_ID, REGION, MotoServer
+from refund_poller.local.stepfunctions_rules import StepFunctionsRules, StrictStepFunctions
+from refund_poller.local.stepfunctions_rules import install as install_stepfunctions_rules
+from refund_poller.local.stepfunctions_rules import uninstall as uninstall_stepfunctions_rules
 from refund_poller.local.template import load_template
 from refund_poller.local.workers import DEFAULT_CONCURRENCY, INIT_TIMEOUT_SECONDS, FunctionRunner
 
@@ -59,6 +62,7 @@ class LocalCloud:
         stack_name: str = "local",
         concurrency: int = DEFAULT_CONCURRENCY,
         port: int = 0,
+        stepfunctions_rules: StepFunctionsRules | None = None,
     ) -> None:
         self.template_path = Path(template_path)
         self.parameter_overrides = dict(parameter_overrides or {})
@@ -66,6 +70,9 @@ class LocalCloud:
         self.stack_name = stack_name
         self.concurrency = concurrency
         self._port = port
+        # What AWS Step Functions enforces and moto does not (stepfunctions_rules.py); strict unless told.
+        self.stepfunctions_rules = stepfunctions_rules or StepFunctionsRules()
+        self._stepfunctions: StrictStepFunctions | None = None
         self._server: MotoServer | None = None
         self._runner: FunctionRunner | None = None
         self._bridge: LambdaBridge | None = None
@@ -99,6 +106,7 @@ class LocalCloud:
         self._server = MotoServer(port=self._port)
         try:
             self._server.start()
+            self._stepfunctions = install_stepfunctions_rules(self.stepfunctions_rules)
             self._deployment = deploy(
                 template, self._server.client, CREATORS, self.parameter_overrides, self.stack_name, REGION, ACCOUNT_ID
             )
@@ -119,6 +127,8 @@ class LocalCloud:
         self._pollers = []
         if self._server is not None and self._deployment is not None:
             self._stop_executions()
+        uninstall_stepfunctions_rules(self._stepfunctions)
+        self._stepfunctions = None
         if self._bridge is not None:
             uninstall(self._bridge)
             self._bridge = None
