@@ -16,6 +16,7 @@ from typing import Any
 
 from refund_core.aws.profiles import secret_name
 from refund_poller.local import LocalCloud
+from refund_poller.local.stepfunctions_rules import StepFunctionsRules
 from refund_poller.sandbox import PROFILE_SPECS, Sandbox
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,11 +48,16 @@ class DevStack:
         template: Path = TEMPLATE,
         sandbox_port: int = 0,
         port: int = 0,
+        stepfunctions_rules: StepFunctionsRules | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.sandbox = Sandbox(port=sandbox_port, profiles_dir=state_dir / "profiles")
         self.cloud = LocalCloud(
-            template, parameter_overrides=dict(parameter_overrides or {}), state_dir=state_dir, port=port
+            template,
+            parameter_overrides=dict(parameter_overrides or {}),
+            state_dir=state_dir,
+            port=port,
+            stepfunctions_rules=stepfunctions_rules,
         )
         self.events_queue_url = ""
 

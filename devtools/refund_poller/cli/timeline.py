@@ -3,6 +3,10 @@
 The starter's first inquiry is in the execution input; every other poll is one successful ``Ask provider``
 task whose output is the whole state (``polls``, ``observation`` and ``decision``, docs/internals.md). Failed attempts
 (retried by the state machine) and the end of the execution are rows of their own.
+
+A STANDARD execution's history comes from GetExecutionHistory. An EXPRESS execution has none in Step Functions:
+its history is the state machine's CloudWatch Logs records (one JSON record per history event), read back here
+into the same events.
 """
 
 from __future__ import annotations
@@ -37,6 +41,39 @@ def history(stepfunctions: Any, execution_arn: str) -> list[dict[str, Any]]:
         if not page.get("nextToken"):
             return events
         token = {"nextToken": page["nextToken"]}
+
+
+def history_from_logs(logs: Any, log_group: str, execution_arn: str) -> list[dict[str, Any]]:
+    """The execution's history events rebuilt from its log records (``id``, ``type``, ``details``,
+    ``event_timestamp``...), in event order. Empty when nothing was delivered (delivery is best effort)."""
+    pattern = '{ $.execution_arn = "' + execution_arn + '" }'
+    events: dict[int, dict[str, Any]] = {}
+    token: dict[str, str] = {}
+    while True:
+        page = logs.filter_log_events(logGroupName=log_group, filterPattern=pattern, **token)
+        for log_event in page.get("events", []):
+            event = _history_event(log_event.get("message", ""), execution_arn)
+            if event is not None:
+                events[event["id"]] = event
+        if not page.get("nextToken"):
+            return [events[key] for key in sorted(events)]
+        token = {"nextToken": page["nextToken"]}
+
+
+def _history_event(message: str, execution_arn: str) -> dict[str, Any] | None:
+    record = _json(message)
+    # The filter pattern selects on AWS; the check keeps other executions' records out wherever it does not.
+    if record.get("execution_arn") != execution_arn or not str(record.get("id", "")).isdigit():
+        return None
+    kind = str(record.get("type", ""))
+    when = datetime.fromtimestamp(int(record.get("event_timestamp", 0)) / 1000, tz=UTC)
+    details = record.get("details") if isinstance(record.get("details"), dict) else {}
+    return {
+        "id": int(record["id"]),
+        "type": kind,
+        "timestamp": when,
+        kind[:1].lower() + kind[1:] + "EventDetails": details,
+    }
 
 
 def timeline(events: list[dict[str, Any]], item: dict[str, Any]) -> list[Step]:

@@ -7,11 +7,20 @@ from typing import Any
 from rich.table import Table
 
 from refund_poller.cli import options
-from refund_poller.cli.aws_errors import aws_errors
+from refund_poller.cli.aws_errors import EXIT_FAILURE, aws_errors
+from refund_poller.cli.errors import fail
 from refund_poller.cli.refunds import require_item
 from refund_poller.cli.render import fields_table, print_json, stdout, styled_status
 from refund_poller.cli.target import Target, resolve_target
-from refund_poller.cli.timeline import Step, history, timeline
+from refund_poller.cli.timeline import Step, history, history_from_logs, timeline
+
+# How an EXPRESS execution ended, from its last log record (it has no DescribeExecution).
+_END_STATUS = {
+    "ExecutionSucceeded": "SUCCEEDED",
+    "ExecutionFailed": "FAILED",
+    "ExecutionTimedOut": "TIMED_OUT",
+    "ExecutionAborted": "ABORTED",
+}
 
 
 def trace(
@@ -29,7 +38,8 @@ def trace(
 
     Reads the execution named in the refund's stored item (its executionArn). A refund that was final at
     the first inquiry has no execution: the stored item is shown instead. On AWS the Step Functions console
-    URL of the execution is printed too.
+    URL of the execution is printed too. An EXPRESS execution has no history in Step Functions: it is read
+    from the state machine's CloudWatch Logs group (Logging level ALL with IncludeExecutionData).
 
     Examples:
 
@@ -45,13 +55,17 @@ def trace(
     if not arn:
         _print_without_execution(item, as_json)
         return
-    execution, steps = _execution(target, str(arn), item)
-    console = target.console_url(str(arn))
+    express = _is_express(str(arn))
+    execution, steps = _express_execution(target, str(arn), item) if express else _execution(target, str(arn), item)
+    console = None if express else target.console_url(str(arn))
     if as_json:
         print_json(_as_json(item, execution, steps, console))
         return
     stdout.print(_table(item, execution, steps))
     stdout.print(f"execution {arn}", markup=False)
+    stdout.print(f"history   {execution['historySource']}", markup=False)
+    for note in execution.get("notes", []):
+        stdout.print(f"note      {note}", markup=False)
     if console:
         stdout.print(f"console   {console}", markup=False)
 
@@ -61,7 +75,68 @@ def _execution(target: Target, arn: str, item: dict[str, Any]) -> tuple[dict[str
     with aws_errors(target.where):
         execution: dict[str, Any] = stepfunctions.describe_execution(executionArn=arn)
         events = history(stepfunctions, arn)
+    return {**execution, "historySource": "Step Functions execution history"}, timeline(events, item)
+
+
+def _is_express(execution_arn: str) -> bool:
+    # arn:<partition>:states:<region>:<account>:express:<state machine>:<name>:<run id>
+    parts = execution_arn.split(":")
+    return len(parts) > 6 and parts[5] == "express"
+
+
+def _express_execution(target: Target, arn: str, item: dict[str, Any]) -> tuple[dict[str, Any], list[Step]]:
+    """An EXPRESS execution from its log records: Step Functions keeps no history of it (DescribeExecution and
+    GetExecutionHistory refuse its ARN)."""
+    parts = arn.split(":")
+    machine_arn = ":".join([*parts[:5], "stateMachine", parts[6]])
+    with aws_errors(target.where):
+        machine = target.client("stepfunctions").describe_state_machine(stateMachineArn=machine_arn)
+    logging_config = machine.get("loggingConfiguration") or {}
+    group = _log_group(logging_config)
+    if group is None or logging_config.get("level", "OFF") == "OFF":
+        fail(
+            f"{arn} is an EXPRESS execution: Step Functions keeps no history of it, and its state machine "
+            "sends none to CloudWatch Logs",
+            hint="deploy the template's Logging (Level ALL, IncludeExecutionData true) to trace EXPRESS executions",
+            exit_code=EXIT_FAILURE,
+        )
+    with aws_errors(target.where):
+        events = history_from_logs(target.client("logs"), group, arn)
+    if not events:
+        fail(
+            f"no log records of {arn} in {group} yet",
+            hint="CloudWatch Logs delivers EXPRESS histories best effort, usually within seconds: try again",
+            exit_code=EXIT_FAILURE,
+        )
+    last = str(events[-1]["type"])
+    execution = {
+        "executionArn": arn,
+        "status": _END_STATUS.get(last, "RUNNING"),
+        "startDate": events[0]["timestamp"],
+        "stopDate": events[-1]["timestamp"] if last in _END_STATUS else None,
+        "historySource": f"CloudWatch Logs {group}",
+        "notes": _express_notes(logging_config, events),
+    }
     return execution, timeline(events, item)
+
+
+def _log_group(logging_config: dict[str, Any]) -> str | None:
+    for destination in logging_config.get("destinations", []):
+        group_arn = str((destination.get("cloudWatchLogsLogGroup") or {}).get("logGroupArn", ""))
+        if ":log-group:" in group_arn:
+            return group_arn.split(":log-group:", 1)[1].split(":", 1)[0]
+    return None
+
+
+def _express_notes(logging_config: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
+    notes = []
+    if logging_config.get("level") != "ALL":
+        notes.append(f"log level {logging_config.get('level')}: only some events are logged, polls may be missing")
+    if not logging_config.get("includeExecutionData"):
+        notes.append("IncludeExecutionData is off: the records hold no state, so answers and decisions are unknown")
+    if str(events[0]["type"]) != "ExecutionStarted" or [e["id"] for e in events] != list(range(1, len(events) + 1)):
+        notes.append("some log records are missing (CloudWatch Logs delivery is best effort)")
+    return notes
 
 
 def _print_without_execution(item: dict[str, Any], as_json: bool) -> None:
@@ -100,6 +175,8 @@ def _as_json(item: dict[str, Any], execution: dict[str, Any], steps: list[Step],
             "startDate": execution.get("startDate"),
             "stopDate": execution.get("stopDate"),
             "consoleUrl": console,
+            "historySource": execution.get("historySource"),
+            "notes": execution.get("notes", []),
         },
         "steps": [step.to_json() for step in steps],
         "item": item,
