@@ -135,6 +135,9 @@ class StrictStepFunctions:
         arn = f"arn:{place}:express:{state_machine.name}:{name}:{uuid.uuid4()}"
         execution = self._launch(backend, state_machine, name, text, arn, trace_header, StateMachineType.EXPRESS)
         with self._lock:
+            # Only running ones are kept (to stop them with the stack): AWS keeps nothing of an Express execution.
+            for done in [key for key, known in self._express.items() if known.exec_status != ExecutionStatus.RUNNING]:
+                del self._express[done]
             self._express[arn] = execution
         return execution
 
