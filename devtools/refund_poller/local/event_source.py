@@ -167,9 +167,10 @@ class SqsPoller:
 
     def join(self, timeout: float = 2.0) -> None:
         """Wait for the poller to finish its current receive (an invocation in flight may outlast this)."""
+        deadline = time.monotonic() + timeout  # for all of its threads together: they stop side by side
         for thread in self._threads:
             if thread.is_alive():
-                thread.join(timeout)
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while not self._stopping.is_set():
