@@ -5,15 +5,15 @@ really executes, and restarting in the same process."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from refund_poller.local import DeploymentError, LocalCloud, LocalCloudError
+from tests.integration.waiting import eventually
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -24,24 +24,12 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 TEMPLATE = Path(__file__).parents[1] / "fixtures" / "local_runtime" / "template.yaml"
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     with LocalCloud(TEMPLATE, state_dir=tmp_path_factory.mktemp("local-cloud")) as running:
         yield running
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 15.0) -> T:
-    """The first truthy answer of ``probe``, polled until ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = probe()
-        if answer:
-            return answer
-        assert time.monotonic() < deadline, f"gave up after {timeout} s"
-        time.sleep(0.1)
 
 
 def test_deploy_resolves_the_outputs_and_lists_what_it_skips(cloud: LocalCloud) -> None:

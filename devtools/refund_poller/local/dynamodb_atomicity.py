@@ -16,14 +16,14 @@ from typing import Any
 from moto.dynamodb.models import DynamoDBBackend
 
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
-_lock = threading.RLock()
+WRITE_LOCK = threading.RLock()  # held by every write; the TTL sweeper and the index journal take it too
 _installed = False
 
 
 def serialise_dynamodb_writes() -> None:
     """Make moto's DynamoDB write operations atomic with respect to each other (idempotent)."""
     global _installed
-    with _lock:
+    with WRITE_LOCK:
         if _installed:
             return
         for name in _WRITES:
@@ -36,7 +36,7 @@ def serialise_dynamodb_writes() -> None:
 def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def locked(*args: Any, **kwargs: Any) -> Any:
-        with _lock:
+        with WRITE_LOCK:
             return method(*args, **kwargs)
 
     return locked

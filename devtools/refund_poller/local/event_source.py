@@ -32,6 +32,8 @@ class SqsEventSource:
     batching_window_seconds: int = 0
     report_batch_item_failures: bool = False
     enabled: bool = True
+    maximum_concurrency: int | None = None
+    """ScalingConfig.MaximumConcurrency: the most concurrent batches Lambda runs for this mapping."""
 
 
 def sqs_event_source(
@@ -51,10 +53,17 @@ def sqs_event_source(
         batching_window_seconds=int(properties.get("MaximumBatchingWindowInSeconds", 0)),
         report_batch_item_failures="ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
         enabled=str(properties.get("Enabled", True)).lower() == "true",
+        maximum_concurrency=_maximum_concurrency(properties.get("ScalingConfig")),
     )
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"]
     _validate(source, int(attributes["VisibilityTimeout"]))
     return source
+
+
+def _maximum_concurrency(scaling: Any) -> int | None:
+    if not scaling or scaling.get("MaximumConcurrency") is None:
+        return None
+    return int(scaling["MaximumConcurrency"])
 
 
 def _validate(source: SqsEventSource, visibility_timeout: int) -> None:
@@ -64,6 +73,11 @@ def _validate(source: SqsEventSource, visibility_timeout: int) -> None:
         raise DeploymentError(f"{where}: BatchSize {source.batch_size} is out of range for this queue")
     if source.batch_size > 10 and source.batching_window_seconds < 1:
         raise DeploymentError(f"{where}: a BatchSize above 10 needs MaximumBatchingWindowInSeconds of at least 1")
+    if source.maximum_concurrency is not None and not 2 <= source.maximum_concurrency <= 1000:
+        raise DeploymentError(
+            f"{where}: ScalingConfig.MaximumConcurrency {source.maximum_concurrency} is out of range: "
+            "it must be from 2 to 1000"
+        )
     if visibility_timeout < source.function_timeout:
         raise DeploymentError(
             f"{where}: Queue visibility timeout: {visibility_timeout} seconds is less than Function timeout: "
@@ -132,24 +146,31 @@ class SqsPoller:
     them to the dead-letter queue after ``maxReceiveCount`` receives (moto does that part).
     """
 
-    def __init__(self, source: SqsEventSource, sqs: Any, lambda_client: Any, region: str) -> None:
+    def __init__(self, source: SqsEventSource, sqs: Any, lambda_client: Any, region: str, concurrency: int = 1) -> None:
         self.source = source
         self._sqs = sqs
         self._lambda = lambda_client
         self._region = region
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sqs-{source.function_name}", daemon=True)
+        # Each thread receives a batch and invokes with it: ``concurrency`` batches in flight at most.
+        self._threads = [
+            threading.Thread(target=self._run, name=f"sqs-{source.function_name}-{number}", daemon=True)
+            for number in range(max(1, concurrency))
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def request_stop(self) -> None:
         self._stopping.set()
 
     def join(self, timeout: float = 2.0) -> None:
         """Wait for the poller to finish its current receive (an invocation in flight may outlast this)."""
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout  # for all of its threads together: they stop side by side
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -157,6 +178,9 @@ class SqsPoller:
                 batch = self._receive_batch()
                 if batch and not self._stopping.is_set():
                     self._deliver(batch)
+            except self._lambda.exceptions.TooManyRequestsException:
+                # Throttled: the batch goes back to the queue when its visibility timeout ends, as on AWS.
+                self._stopping.wait(1.0)
             except Exception:  # keep polling, as the real mapping does; the reason goes to the log
                 if not self._stopping.is_set():
                     LOGGER.exception("SQS event source of %s failed; retrying", self.source.function_name)

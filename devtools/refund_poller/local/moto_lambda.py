@@ -22,6 +22,7 @@ from typing import Any
 from moto.awslambda.models import LambdaFunction
 from moto.awslambda.utils import get_backend
 
+from refund_poller.local import concurrency
 from refund_poller.local.errors import LocalCloudError
 from refund_poller.local.worker_process import FunctionSpec
 from refund_poller.local.workers import FunctionRunner
@@ -145,7 +146,8 @@ def _invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -
         headers = {"x-amz-invocation-type": "Event"}
         threading.Thread(target=_ORIGINAL_INVOKE, args=(self, body, headers, {}), daemon=True).start()
         return b""
-    payload = _ORIGINAL_INVOKE(self, body, request_headers, response_headers)
+    with concurrency.admitted(self):  # over a concurrency limit: TooManyRequestsException, as Lambda
+        payload = _ORIGINAL_INVOKE(self, body, request_headers, response_headers)
     if "x-amz-function-error" in response_headers:
         # moto reports "Handled"; Lambda reports "Unhandled" for every error of the Python runtime.
         response_headers["x-amz-function-error"] = "Unhandled"

@@ -23,6 +23,7 @@ from refund_poller.local.server import ACCOUNT_ID, REGION, MotoServer
 from refund_poller.local.stepfunctions_rules import StepFunctionsRules, StrictStepFunctions
 from refund_poller.local.stepfunctions_rules import install as install_stepfunctions_rules
 from refund_poller.local.stepfunctions_rules import uninstall as uninstall_stepfunctions_rules
+from refund_poller.local.strict import StrictEmulation, StrictSettings
 from refund_poller.local.template import load_template
 from refund_poller.local.workers import DEFAULT_CONCURRENCY, INIT_TIMEOUT_SECONDS, FunctionRunner
 
@@ -63,6 +64,7 @@ class LocalCloud:
         concurrency: int = DEFAULT_CONCURRENCY,
         port: int = 0,
         stepfunctions_rules: StepFunctionsRules | None = None,
+        strict: StrictSettings | None = None,
     ) -> None:
         self.template_path = Path(template_path)
         self.parameter_overrides = dict(parameter_overrides or {})
@@ -78,6 +80,10 @@ class LocalCloud:
         self._bridge: LambdaBridge | None = None
         self._deployment: Deployment | None = None
         self._pollers: list[SqsPoller] = []
+        # What AWS does that moto forgives (TTL, index lag, sizes, PutEvents faults, concurrency): on unless
+        # StrictSettings.forgiving() is passed; the knobs may change while the stack runs.
+        self.strict = strict if strict is not None else StrictSettings()
+        self._strict: StrictEmulation | None = None
 
     def __enter__(self) -> LocalCloud:
         self.start()
@@ -107,6 +113,8 @@ class LocalCloud:
         try:
             self._server.start()
             self._stepfunctions = install_stepfunctions_rules(self.stepfunctions_rules)
+            self._strict = StrictEmulation(self.strict, ACCOUNT_ID, REGION)
+            self._strict.start()
             self._deployment = deploy(
                 template, self._server.client, CREATORS, self.parameter_overrides, self.stack_name, REGION, ACCOUNT_ID
             )
@@ -135,6 +143,9 @@ class LocalCloud:
         if self._runner is not None:
             self._runner.stop()
             self._runner = None
+        if self._strict is not None:
+            self._strict.stop()
+            self._strict = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -179,6 +190,12 @@ class LocalCloud:
     def route_functions_through(self, endpoint_url: str) -> None:
         """Send the functions' AWS calls to ``endpoint_url`` (a fault proxy in front of :attr:`endpoint_url`)."""
         self._running_runner().reroute(endpoint_url)
+
+    def expire_items(self, now: float | None = None) -> int:
+        """Run DynamoDB's TTL deletion once, at epoch ``now`` (default: the TTL clock); returns how many went."""
+        if self._strict is None:
+            raise LocalCloudError("the local stack is not started")
+        return self._strict.expire_items(now)
 
     def put_secret(self, name: str, value: str | Mapping[str, Any]) -> str:
         """Create or update a Secrets Manager secret (a mapping is stored as JSON); returns its ARN."""
@@ -225,7 +242,13 @@ class LocalCloud:
             if not source.enabled:
                 continue
             invoke_timeout = Config(read_timeout=source.function_timeout + INIT_TIMEOUT_SECONDS + 30)
-            poller = SqsPoller(source, self.client("sqs"), self.client("lambda", invoke_timeout), REGION)
+            lambda_client = self.client("lambda", invoke_timeout)
+            reserved = lambda_client.get_function_concurrency(FunctionName=source.function_name)
+            assert self._strict is not None
+            concurrency = self._strict.poller_concurrency(
+                source.maximum_concurrency, reserved.get("ReservedConcurrentExecutions")
+            )
+            poller = SqsPoller(source, self.client("sqs"), lambda_client, REGION, concurrency)
             poller.start()
             self._pollers.append(poller)
 

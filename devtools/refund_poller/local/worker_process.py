@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from refund_poller.local.concurrency import worker_cpu_count
 from refund_poller.local.server import FAKE_CREDENTIALS
 from refund_poller.local.worker_main import LOG_MARK
 
@@ -114,8 +115,12 @@ class Worker:
         self.spec = spec
         self.initialised = False
         self.timed_out = False
+        # -X cpu_count: os.cpu_count() (and so ThreadPoolExecutor's default size) as Lambda's vCPUs for this
+        # function's memory, not the host's.
+        cpu_count = worker_cpu_count(spec.memory_size)
+        options = ["-X", f"cpu_count={cpu_count}"] if cpu_count is not None else []
         self._process = subprocess.Popen(  # noqa: S603  # our own interpreter and script
-            [sys.executable, "-P", str(WORKER_MAIN)],
+            [sys.executable, "-P", *options, str(WORKER_MAIN)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
