@@ -1,4 +1,5 @@
-"""Plain http:// is a development-only setting: a deployed stack never allows it, the local stack does.
+"""Profile hygiene end to end: weak keys and unsafe hosts refused through the CLI and the local stack, and plain
+http:// a development-only setting: a deployed stack never allows it, the local stack does.
 
 In a Lambda execution environment the Runtime API listens on 127.0.0.1:9001 (AWS_LAMBDA_RUNTIME_API), plain
 http: a merchant profile must not be able to point a deployed function at it, or at anything else over plain
@@ -9,6 +10,8 @@ it, the local stack sets it on its functions through the Lambda API (devtools/re
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,22 @@ from refund_core.providers import RefundQuery
 from refund_core.service import RejectedMessageError
 from refund_poller.devstack import FAST_POLICY, DevStack
 from refund_poller.sandbox import Sandbox
+from tests.integration.stack_support import drain_dlq, send
+from tests.unit.keys import weak_key_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "hygiene/merchants/"
+_SCRIPT = Path(sys.executable).parent / "refund-poller"
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "refund_poller.cli.main"]
+# Profile changes each refused by name, with the words of the rule (issue 10 item 7).
+UNSAFE_CHANGES = {
+    "1024-bit merchant key": ({"privateKey": weak_key_pair(1024)[0]}, "privateKey", "at least 2048 bits"),
+    "512-bit provider key": ({"providerPublicKey": weak_key_pair(512)[1]}, "providerPublicKey", "at least 2048 bits"),
+    "instance metadata": ({"baseUrl": "https://169.254.169.254"}, "baseUrl", "link-local"),
+    "IPv6 metadata": ({"baseUrl": "https://[fd00:ec2::254]"}, "baseUrl", "instance metadata"),
+    "unspecified": ({"baseUrl": "https://0.0.0.0:8443"}, "baseUrl", "unspecified"),
+    "plain http elsewhere": ({"baseUrl": "http://10.0.0.8:8080"}, "baseUrl", "only for loopback hosts"),
+}
 
 
 # ---- what gets deployed ----------------------------------------------------------------------
@@ -97,6 +113,32 @@ def test_any_other_value_of_the_setting_fails_loudly_at_start(value: str, monkey
         SecretsManagerAdapters(PREFIX)
 
 
+# ---- the CLI -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", list(UNSAFE_CHANGES))
+def test_the_cli_refuses_a_weak_key_or_an_unsafe_host_naming_the_field_and_sends_nothing(
+    sandbox: Sandbox, tmp_path: Path, case: str
+) -> None:
+    changes, field, rule = UNSAFE_CHANGES[case]
+    profile = json.loads(sandbox.profiles["antom"].read_text()) | changes
+    path = tmp_path / "unsafe.json"
+    path.write_text(json.dumps(profile))
+    refund_id = f"success--hygiene-cli-{len(case)}-{case.replace(' ', '_')}"
+
+    done = subprocess.run(  # the installed command, as a merchant runs it
+        [*CLI, "inquire", "--profile", str(path), "--refund-id", refund_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    first_line = done.stderr.strip().splitlines()[0]
+    assert done.returncode == 2, done.stdout
+    assert f"merchant profile field '{field}'" in first_line and rule in first_line
+    assert profile["privateKey"][40:80] not in done.stderr
+    assert sandbox.refund("antom", refund_id) is None
+
+
 # ---- the local stack ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
@@ -142,3 +184,24 @@ def test_a_function_configured_as_deployed_refuses_the_loopback_http_profile(sta
     assert result.function_error is not None
     assert "'baseUrl': must use https://" in json.dumps(result.payload)
     assert stack.sandbox.refund("antom", "processing1-success--hygiene-2") is None  # nothing was sent
+
+
+def test_the_local_stack_rejects_messages_for_a_profile_with_a_weak_key_or_an_unsafe_host(stack: DevStack) -> None:
+    profile = json.loads(stack.sandbox.profiles["antom"].read_text())
+    prefix = str(stack.outputs["ProfileSecretPrefix"])
+    messages = {}
+    for n, (changes, field, rule) in enumerate(UNSAFE_CHANGES.values()):
+        merchant = f"unsafe-{n}"
+        stack.cloud.put_secret(f"{prefix}antom/{merchant}", json.dumps(profile | changes))
+        message = {"provider": "antom", "merchant": merchant, "refundRequestId": f"success--hygiene-stack-{n}"}
+        messages[json.dumps(message)] = (field, rule)
+    send(stack, *messages)
+
+    rejected = drain_dlq(stack, expected=len(messages))
+
+    reasons = {m["Body"]: m["MessageAttributes"]["rejectionReason"]["StringValue"] for m in rejected}
+    assert set(reasons) == set(messages)
+    for body, (field, rule) in messages.items():
+        assert f"merchant profile field '{field}'" in reasons[body] and rule in reasons[body], reasons[body]
+        assert profile["privateKey"][40:80] not in reasons[body]
+    assert not [r for r in stack.sandbox.requests() if "hygiene-stack" in r.body.decode()]  # nothing was sent
