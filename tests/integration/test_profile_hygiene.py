@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,11 @@ from refund_core.service import RejectedMessageError
 from refund_poller.devstack import FAST_POLICY, DevStack
 from refund_poller.sandbox import Sandbox
 from tests.integration.stack_support import drain_dlq, send
+from tests.integration.test_cli_inquire import CLI
 from tests.unit.keys import weak_key_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "hygiene/merchants/"
-_SCRIPT = Path(sys.executable).parent / "refund-poller"
-CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "refund_poller.cli.main"]
 # Profile changes each refused by name, with the words of the rule (issue 10 item 7).
 UNSAFE_CHANGES = {
     "1024-bit merchant key": ({"privateKey": weak_key_pair(1024)[0]}, "privateKey", "at least 2048 bits"),
