@@ -59,14 +59,16 @@ scan: install $(SCAN_VENV)/.installed
 	PIP_AUDIT_UNREACHABLE=$${PIP_AUDIT_UNREACHABLE:-warn} \
 		$(BIN)/python -m tests.reliability.pip_audit_check $(SCAN_BIN)/pip-audit layers/refund_core/requirements.txt
 
-test: lint typecheck scan
+# The official Antom SDK's venv too: tests/integration/test_official_sdk.py runs its client against the sandbox.
+test: lint typecheck scan bench/.venv-sdk/.installed
 	$(BIN)/pytest
 
 demo: install
 	$(BIN)/refund-poller demo
 
-# The official Antom SDK, for comparison only, in its own venv: its declared dependency enum34 breaks Python 3, so
-# it is installed without dependencies, plus what it imports (and the cryptography version it pins).
+# The official Antom SDK, for comparison (bench) and compatibility (test_official_sdk.py) only, in its own venv:
+# its declared dependency enum34 breaks Python 3, so it is installed without dependencies, plus what it imports
+# (and the cryptography version it pins).
 bench/.venv-sdk/.installed:
 	$(PYTHON) -m venv bench/.venv-sdk
 	bench/.venv-sdk/bin/python -m pip install --quiet --no-deps global-open-sdk-python==1.7.1

@@ -2,6 +2,8 @@
 
 Run as ``python bench/inquiry_worker.py ours|sdk PROFILE_JSON REFUND_ID``; then each line ``N`` on stdin makes N
 inquiries and answers one JSON line with the CPU time (``time.process_time``) and wall time of each, in ms.
+``sdk-once`` makes one SDK inquiry and prints what the SDK made of the answer as one JSON line (the official-SDK
+compatibility test uses it).
 The sandbox runs in another process, so its work is not counted here. Standard library only at the top level:
 the SDK variant runs in bench/.venv-sdk, which has neither the project nor its dependencies.
 
@@ -27,7 +29,8 @@ from urllib.parse import urlsplit
 def ours(profile_text: str, refund_id: str) -> Callable[[], bool]:
     profile_module: Any = importlib.import_module("refund_core.domain.profile")
     providers: Any = importlib.import_module("refund_core.providers")
-    adapter = providers.provider_for(profile_module.parse_profile(profile_text))
+    # Development tooling against the loopback sandbox: plain http allowed, as the CLI does.
+    adapter = providers.provider_for(profile_module.parse_profile(profile_text, allow_plain_http=True))
     query = providers.RefundQuery(refund_request_id=refund_id)
 
     def call() -> bool:
@@ -37,34 +40,22 @@ def ours(profile_text: str, refund_id: str) -> Callable[[], bool]:
     return call
 
 
-def sdk(profile_text: str, refund_id: str) -> Callable[[], bool]:
-    """The official SDK's DefaultAlipayClient.execute(AlipayInquiryRefundRequest), then AlipayInquiryRefundResponse.
+def sdk_client(profile_text: str) -> Any:
+    """The official SDK's ``DefaultAlipayClient`` for a sandbox profile, as a merchant would build it.
 
-    Two shims, neither touching signing, verification or parsing:
-    1. the SDK opens ``HTTPSConnection(host, 443)`` whatever the gateway URL says (net/default_http_rpc.py), so it
-       cannot reach a plain-http loopback port: its connection factory is replaced by a plain HTTPConnection to
-       the gateway's host and port;
-    2. the SDK looks response headers up by exact lowercase name (``signature``, ``response-time``, ``client-id``),
-       as an HTTP/2 gateway delivers them; our HTTP/1.0 sandbox sends ``Signature``/``Response-Time``/``Client-Id``
-       (header names are case-insensitive in HTTP), so the names are lowercased before the SDK reads them.
+    One shim, touching neither signing, verification nor parsing: the SDK opens ``HTTPSConnection(host, 443)``
+    whatever the gateway URL says (net/default_http_rpc.py), so it cannot reach a plain-http loopback port: its
+    connection factory is replaced by a plain HTTPConnection to the gateway's host and port. Response headers need
+    no shim: the sandbox sends lower-case names, as the SDK expects from an HTTP/2 gateway.
     """
     serialization: Any = importlib.import_module("cryptography.hazmat.primitives.serialization")
     rpc: Any = importlib.import_module("com.alipay.ams.api.net.default_http_rpc")
     client_module: Any = importlib.import_module("com.alipay.ams.api.default_alipay_client")
-    request_module: Any = importlib.import_module("com.alipay.ams.api.request.pay.alipay_inquiry_refund_request")
-    response_module: Any = importlib.import_module("com.alipay.ams.api.response.pay.alipay_inquiry_refund_response")
     profile = json.loads(profile_text)
     gateway = urlsplit(profile["baseUrl"])
 
-    class LowercaseHeadersResponse(http.client.HTTPResponse):
-        def getheaders(self) -> list[tuple[str, str]]:
-            return [(name.lower(), value) for name, value in super().getheaders()]
-
-    class LoopbackConnection(http.client.HTTPConnection):
-        response_class = LowercaseHeadersResponse
-
     def connection(url: str, timeout: int = 15) -> http.client.HTTPConnection:
-        return LoopbackConnection(gateway.hostname or "127.0.0.1", gateway.port, timeout=timeout)
+        return http.client.HTTPConnection(gateway.hostname or "127.0.0.1", gateway.port, timeout=timeout)
 
     setattr(rpc, "__get_http_connection", connection)  # the module-private name cannot be assigned
     # The SDK wraps the key in "RSA PRIVATE KEY" (PKCS#1) armour itself: give it the PKCS#1 Base64 body.
@@ -72,25 +63,58 @@ def sdk(profile_text: str, refund_id: str) -> Callable[[], bool]:
     pkcs1 = private_key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     )
-    client = client_module.DefaultAlipayClient(
+    return client_module.DefaultAlipayClient(
         profile["baseUrl"], profile["clientId"], base64.b64encode(pkcs1).decode(), profile["providerPublicKey"]
     )
 
+
+def sdk_inquire(client: Any, refund_request_id: str) -> dict[str, Any]:
+    """``client.execute(AlipayInquiryRefundRequest)`` parsed by ``AlipayInquiryRefundResponse``, as plain values.
+
+    ``execute`` raises AlipayApiException when the answer's signature is missing or does not verify.
+    """
+    request_module: Any = importlib.import_module("com.alipay.ams.api.request.pay.alipay_inquiry_refund_request")
+    response_module: Any = importlib.import_module("com.alipay.ams.api.response.pay.alipay_inquiry_refund_response")
+    request = request_module.AlipayInquiryRefundRequest()
+    request.refund_request_id = refund_request_id
+    response = response_module.AlipayInquiryRefundResponse(client.execute(request))
+    amount = response.refund_amount
+    return {
+        "resultStatus": getattr(response.result.result_status, "value", None),
+        "resultCode": response.result.result_code,
+        "refundStatus": getattr(response.refund_status, "value", None),
+        "refundId": response.refund_id,
+        "refundRequestId": response.refund_request_id,
+        "refundAmount": None if amount is None else {"value": amount.value, "currency": amount.currency},
+    }
+
+
+def sdk(profile_text: str, refund_id: str) -> Callable[[], bool]:
+    client = sdk_client(profile_text)
+
     def call() -> bool:
-        request = request_module.AlipayInquiryRefundRequest()
-        request.refund_request_id = refund_id
-        body = client.execute(request)
-        response = response_module.AlipayInquiryRefundResponse(body)
-        status = getattr(response.result.result_status, "value", None)
-        return bool(status == "S" and getattr(response.refund_status, "value", None) == "SUCCESS")
+        answer = sdk_inquire(client, refund_id)
+        return bool(answer["resultStatus"] == "S" and answer["refundStatus"] == "SUCCESS")
 
     return call
+
+
+def sdk_once(profile_text: str, refund_request_id: str) -> dict[str, Any]:
+    """One SDK inquiry; the SDK's refusal (AlipayApiException) becomes ``{"error": message}``."""
+    exception_module: Any = importlib.import_module("com.alipay.ams.api.exception.exception")
+    try:
+        return sdk_inquire(sdk_client(profile_text), refund_request_id)
+    except exception_module.AlipayApiException as exc:
+        return {"error": str(exc)}
 
 
 def main() -> None:
     impl, profile_path, refund_id = sys.argv[1:4]
     with open(profile_path, encoding="utf-8") as profile_file:
         profile_text = profile_file.read()
+    if impl == "sdk-once":  # tests/integration/test_official_sdk.py
+        print(json.dumps(sdk_once(profile_text, refund_id)), flush=True)
+        return
     call = ours(profile_text, refund_id) if impl == "ours" else sdk(profile_text, refund_id)
     print(json.dumps({"ready": impl}), flush=True)
     for line in sys.stdin:

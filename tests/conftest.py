@@ -40,7 +40,7 @@ def make_adapter(sandbox: Sandbox) -> AdapterFactory:
 
     def make(profile_name: str, *, timeout: tuple[float, float] = TEST_TIMEOUT, **overrides: Any) -> Provider:
         data = json.loads(sandbox.profiles[profile_name].read_text()) | overrides
-        return provider_for(parse_profile(data), timeout=timeout)
+        return provider_for(parse_profile(data, allow_plain_http=True), timeout=timeout)
 
     return make
 

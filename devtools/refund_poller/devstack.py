@@ -2,8 +2,9 @@
 
 This is the only place that joins the provider side (sandbox, merchant profiles) to the generic
 local runtime, which knows nothing about providers: it writes the sandbox's profiles into the
-emulated Secrets Manager under the names the functions look up, and routes result events to a
-queue so they can be read back.
+emulated Secrets Manager under the names the functions look up, lets the functions talk plain
+http to the loopback sandbox (the development-only setting a deployed stack never has), and
+routes result events to a queue so they can be read back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from refund_core.aws.profiles import secret_name
+from refund_core.aws.profiles import PLAIN_HTTP_LOOPBACK, PLAIN_HTTP_SETTING, secret_name
 from refund_poller.local import LocalCloud
 from refund_poller.local.stepfunctions_rules import StepFunctionsRules
 from refund_poller.sandbox import PROFILE_SPECS, Sandbox
@@ -65,6 +66,7 @@ class DevStack:
         self.sandbox.start()
         try:
             self.cloud.start()
+            self._allow_plain_http_to_loopback()
             self._provision_profiles()
             self._capture_events()
         except BaseException:
@@ -98,6 +100,21 @@ class DevStack:
         for spec in PROFILE_SPECS:
             names[spec.name] = secret_name(prefix, spec.provider, MERCHANTS[spec.name])
         return names
+
+    def _allow_plain_http_to_loopback(self) -> None:
+        """Add REFUND_POLLER_ALLOW_PLAIN_HTTP=loopback to every function, the way an operator would (the Lambda API).
+
+        Set here rather than in template.yaml, which is what gets deployed: the sandbox speaks plain http on
+        loopback, and only this stack may let the functions talk to it.
+        """
+        lambda_client = self.client("lambda")
+        for function in self.cloud.deployment.functions.values():
+            current = lambda_client.get_function_configuration(FunctionName=function.name)
+            variables = current.get("Environment", {}).get("Variables", {})
+            lambda_client.update_function_configuration(
+                FunctionName=function.name,
+                Environment={"Variables": {**variables, PLAIN_HTTP_SETTING: PLAIN_HTTP_LOOPBACK}},
+            )
 
     def _provision_profiles(self) -> None:
         for profile_name, secret in self.secret_names().items():

@@ -141,7 +141,7 @@ def test_the_sandbox_command_prints_its_url_answers_and_stops_on_sigterm(tmp_pat
             base_url = _wait_for(lines, "listening on ").split("listening on ", 1)[1].strip()
 
             health = requests.get(f"{base_url}/_sandbox/health", timeout=5).json()
-            profile = parse_profile((tmp_path / "alphapay.json").read_text())
+            profile = parse_profile((tmp_path / "alphapay.json").read_text(), allow_plain_http=True)
             seen = provider_for(profile, timeout=(1.0, 2.0)).inquire(RefundQuery(refund_id="processing1-fail--cli"))
             child.send_signal(signal.SIGTERM)
             code = child.wait(timeout=10)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -324,3 +328,94 @@ def test_antom_refuses_a_key_version_it_does_not_have(make_adapter: AdapterFacto
     seen = make_adapter("antom", keyVersion="2").inquire(RefundQuery(refund_id="success--r1"))
 
     assert (seen.status, seen.result.code) == (Status.ERROR, "KEY_NOT_FOUND")
+
+
+# ---- what the sandbox serves, and how it looks on the wire ---------------------------------------
+@pytest.mark.parametrize("prefix", ["", "/gcash", "/openapi/wallet-2"])
+def test_the_wallet_answers_on_the_seed_path_under_any_wallet_prefix(
+    make_adapter: AdapterFactory, sandbox: Sandbox, new_refund_id: NewId, prefix: str
+) -> None:
+    # Seed 000_29cee8de70e96ca6.txt: "POST /v1/payments/inquiryRefund", host and any prefix assigned by each wallet.
+    refund_id = new_refund_id("success")
+    wallet = make_adapter("alipayplus", **({"pathPrefix": prefix} if prefix else {}))
+
+    seen = wallet.inquire(RefundQuery(refund_id=refund_id))
+
+    assert (seen.status, seen.verified) == (Status.SUCCESS, True)
+    assert (sandbox.refund("alipayplus", refund_id) or {})["lastPath"] == f"{prefix}/v1/payments/inquiryRefund"
+
+
+def _raw_answer(url: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    """POST with the standard library and keep the header names exactly as they came over the wire."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
+    try:
+        connection.request("POST", parts.path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("profile_name", ["antom", "alipayplus", "alphapay"])
+def test_answers_carry_lower_case_header_names_as_an_http2_gateway_delivers_them(
+    make_adapter: AdapterFactory, new_refund_id: NewId, profile_name: str
+) -> None:
+    request = make_adapter(profile_name).build_request(RefundQuery(refund_id=new_refund_id("success")))
+
+    status, headers, _ = _raw_answer(request.url, request.headers, request.body)
+
+    names = [name for name, _ in headers]
+    assert status == 200
+    assert names == [name.lower() for name in names]
+    expected = {"signature", "response-time", "content-type"} | (
+        {"nonce"} if profile_name == "alphapay" else {"client-id"}
+    )
+    assert expected <= set(names)
+
+
+class _RecasingRelay(ThreadingHTTPServer):
+    """Relays inquiries to the sandbox and re-cases the answer's header names (``Signature``, ``SIGNATURE`` …)."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, recase: Callable[[str], str]) -> None:
+        self.upstream, self.recase = upstream, recase
+        super().__init__(("127.0.0.1", 0), _RelayHandler)
+
+
+class _RelayHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        relay = cast(_RecasingRelay, self.server)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or "0"))
+        status, headers, answer = _raw_answer(relay.upstream + self.path, dict(self.headers.items()), body)
+        self.send_response_only(status)
+        for name, value in headers:
+            if name != "content-length":
+                self.send_header(relay.recase(name), value)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent."""
+
+
+@pytest.mark.parametrize(
+    "recase",
+    [str.lower, lambda name: "-".join(part.capitalize() for part in name.split("-")), str.upper],
+    ids=["lower", "Title", "UPPER"],
+)
+def test_our_adapters_verify_answers_whatever_the_case_of_the_header_names(
+    make_adapter: AdapterFactory, sandbox: Sandbox, new_refund_id: NewId, provider_name: str, recase: Any
+) -> None:
+    relay = _RecasingRelay(sandbox.base_url, recase)
+    threading.Thread(target=relay.serve_forever, daemon=True).start()
+    try:
+        adapter = make_adapter(provider_name, baseUrl=f"http://127.0.0.1:{relay.server_address[1]}")
+        seen = adapter.inquire(RefundQuery(refund_id=new_refund_id("success")))
+    finally:
+        relay.shutdown()
+        relay.server_close()
+
+    assert (seen.status, seen.verified) == (Status.SUCCESS, True)

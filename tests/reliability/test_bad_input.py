@@ -133,7 +133,7 @@ def test_requests_reach_only_the_profiles_url_and_never_for_a_rejected_message(
 ) -> None:
     sandbox_paths = {
         "/ams/sandbox/api/v1/payments/inquiryRefund",
-        "/api/v1/payments/inquiryRefund",
+        "/v1/payments/inquiryRefund",
         "/api/v2.0/payments/inquiryRefund",
     }
     valid_ids = set()

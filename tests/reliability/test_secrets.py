@@ -46,7 +46,7 @@ def test_the_leak_scan_finds_a_key_fragment_pem_armour_and_escaped_forms(sandbox
 def test_plain_http_to_a_non_loopback_host_is_refused(sandbox_profiles_dir: Path, base_url: str) -> None:
     data = json.loads((sandbox_profiles_dir / "antom.json").read_text()) | {"baseUrl": base_url}
     with pytest.raises(ProfileError) as caught:
-        parse_profile(data)
+        parse_profile(data, allow_plain_http=True)  # even where development tooling allows plain http
     assert caught.value.field == "baseUrl"
     assert data["privateKey"][:40] not in str(caught.value)
 
@@ -56,7 +56,7 @@ def test_plain_http_to_a_non_loopback_host_is_refused(sandbox_profiles_dir: Path
 )
 def test_loopback_http_and_any_https_are_accepted(sandbox_profiles_dir: Path, base_url: str) -> None:
     data = json.loads((sandbox_profiles_dir / "antom.json").read_text()) | {"baseUrl": base_url}
-    assert parse_profile(data).base_url == base_url
+    assert parse_profile(data, allow_plain_http=True).base_url == base_url
 
 
 def test_a_message_can_name_no_endpoint_tls_or_key_setting() -> None:
@@ -87,7 +87,7 @@ class RecordingSession(requests.Session):
 def test_every_inquiry_verifies_tls_follows_no_redirect_and_goes_to_the_profile_url(
     sandbox: Sandbox, profile_name: str
 ) -> None:
-    profile = parse_profile(sandbox.profiles[profile_name].read_text())
+    profile = parse_profile(sandbox.profiles[profile_name].read_text(), allow_plain_http=True)
     session = RecordingSession()
     adapter = provider_for(profile, session=session)
     adapter.inquire(RefundQuery(refund_id="success--tls-check", refund_request_id="success--tls-check-rr"))

@@ -8,7 +8,7 @@ import pytest
 
 from refund_core.domain.profile import ANTOM_SANDBOX_PATH, ProfileError, parse_profile
 from refund_core.providers import provider_for
-from tests.unit.keys import PKCS1_PEM, PKCS8_B64, PKCS8_PEM, PUBLIC_B64, PUBLIC_PEM, profile_data
+from tests.unit.keys import PKCS1_PEM, PKCS8_B64, PKCS8_PEM, PUBLIC_B64, PUBLIC_PEM, profile_data, weak_key_pair
 
 
 def test_a_sandbox_client_id_selects_antoms_sandbox_path() -> None:
@@ -26,7 +26,7 @@ def test_a_live_client_id_uses_antoms_live_path() -> None:
 @pytest.mark.parametrize(
     ("provider", "path", "time_format"),
     [
-        ("alipayplus", "/api/v1/payments/inquiryRefund", "iso8601"),
+        ("alipayplus", "/v1/payments/inquiryRefund", "iso8601"),  # seed 000_29cee8de70e96ca6.txt
         ("alphapay", "/api/v2.0/payments/inquiryRefund", "iso8601"),
     ],
 )
@@ -47,6 +47,92 @@ def test_a_profile_parses_from_json_text_with_optional_fields() -> None:
     profile = parse_profile(text)
     assert profile.inquiry_url == "https://open-sea-global.alipay.com/acl/api/v1/payments/inquiryRefund"
     assert (profile.key_version, profile.request_time_format) == ("2", "epoch-millis")
+
+
+@pytest.mark.parametrize("prefix", ["/gcash", "/openapi/wallet-2", "/a.b~c_d"])
+def test_a_wallet_prefix_goes_before_the_documented_wallet_path(prefix: str) -> None:
+    profile = parse_profile(profile_data("alipayplus", pathPrefix=prefix))
+    assert profile.inquiry_path == f"{prefix}/v1/payments/inquiryRefund"
+    assert profile.inquiry_url == f"https://open-sea-global.alipay.com{prefix}/v1/payments/inquiryRefund"
+
+
+@pytest.mark.parametrize(
+    ("provider", "overrides", "rule"),
+    [
+        ("alipayplus", {"pathPrefix": "gcash"}, "'/' and path segments"),
+        ("alipayplus", {"pathPrefix": "/gcash/"}, "without a trailing '/'"),
+        ("alipayplus", {"pathPrefix": "/"}, "'/' and path segments"),
+        ("alipayplus", {"pathPrefix": "/a/../b"}, "'/' and path segments"),
+        ("alipayplus", {"pathPrefix": "/a b"}, "'/' and path segments"),
+        ("alipayplus", {"pathPrefix": "/a?x=1"}, "'/' and path segments"),
+        ("alipayplus", {"pathPrefix": 7}, "string"),
+        ("alipayplus", {"pathPrefix": "/gcash", "inquiryPath": "/v1/payments/inquiryRefund"}, "not both"),
+        ("antom", {"pathPrefix": "/gcash"}, "only used with provider 'alipayplus'"),
+        ("alphapay", {"pathPrefix": "/gcash"}, "only used with provider 'alipayplus'"),
+    ],
+)
+def test_a_bad_path_prefix_is_refused_by_name(provider: str, overrides: dict[str, object], rule: str) -> None:
+    with pytest.raises(ProfileError) as caught:
+        parse_profile(profile_data(provider, **overrides))
+    assert caught.value.field == "pathPrefix"
+    assert rule in str(caught.value)
+
+
+@pytest.mark.parametrize("bits", [512, 1024])
+@pytest.mark.parametrize("field", ["privateKey", "providerPublicKey"])
+def test_an_rsa_key_under_2048_bits_is_refused_naming_the_field_and_the_rule(field: str, bits: int) -> None:
+    private_key, public_key = weak_key_pair(bits)
+    weak = private_key if field == "privateKey" else public_key
+    with pytest.raises(ProfileError) as caught:
+        provider_for(parse_profile(profile_data(**{field: weak})))
+    assert caught.value.field == field
+    assert str(caught.value) == (
+        f"merchant profile field '{field}': must be an RSA key of at least 2048 bits (this one has {bits})"
+    )
+    assert weak[40:80] not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "why"),
+    [
+        ("https://169.254.169.254", "link-local"),  # EC2 instance metadata (IPv4)
+        ("https://169.254.170.2:443", "link-local"),  # ECS task metadata and credentials
+        ("https://[fe80::1]", "link-local"),
+        ("https://[fe80::1%25eth0]:8443", "link-local"),
+        ("https://[fd00:ec2::254]", "instance metadata"),  # EC2 instance metadata (IPv6)
+        ("https://[::ffff:169.254.169.254]", "link-local"),  # IPv4-mapped
+        ("https://0.0.0.0", "unspecified"),
+        ("https://[::]:443", "unspecified"),
+        ("https://240.0.0.1", "reserved"),
+        ("https://224.0.0.251", "multicast"),
+        ("https://2852039166", "link-local"),  # 169.254.169.254 as one number: resolvers read it as that address
+        ("https://0xa9.0xfe.0xa9.0xfe", "link-local"),
+        ("https://0251.0376.0251.0376", "link-local"),
+        ("https://169.254.169.254.", "link-local"),
+        ("https://0", "unspecified"),
+    ],
+)
+def test_a_base_url_at_an_address_no_provider_is_at_is_refused(base_url: str, why: str) -> None:
+    for allow_plain_http in (False, True):
+        with pytest.raises(ProfileError) as caught:
+            parse_profile(profile_data(baseUrl=base_url), allow_plain_http=allow_plain_http)
+        assert caught.value.field == "baseUrl"
+        assert "must not name an address a provider cannot be at" in str(caught.value)
+        assert why in str(caught.value)
+
+
+@pytest.mark.parametrize("base_url", ["https://203.0.113.7", "https://[2001:db8::1]:8443", "https://10.1.2.3"])
+def test_ordinary_literal_addresses_are_still_accepted(base_url: str) -> None:
+    assert parse_profile(profile_data(baseUrl=base_url)).base_url == base_url
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_plain_http_is_refused_even_to_loopback_unless_the_caller_allows_it(host: str) -> None:
+    with pytest.raises(ProfileError) as caught:
+        parse_profile(profile_data(baseUrl=f"http://{host}:9001"))  # 127.0.0.1:9001 is Lambda's Runtime API
+    assert caught.value.field == "baseUrl"
+    assert "must use https://" in str(caught.value)
+    assert "development tooling" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -122,8 +208,16 @@ def test_provider_specific_fields_are_checked(provider: str, overrides: dict[str
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "localhost", "[::1]"])
-def test_plain_http_is_allowed_for_loopback_hosts(host: str) -> None:
-    assert parse_profile(profile_data(baseUrl=f"http://{host}:8080")).base_url == f"http://{host}:8080"
+def test_plain_http_is_allowed_for_loopback_hosts_where_development_tooling_allows_it(host: str) -> None:
+    profile = parse_profile(profile_data(baseUrl=f"http://{host}:8080"), allow_plain_http=True)
+    assert profile.base_url == f"http://{host}:8080"
+
+
+@pytest.mark.parametrize("base_url", ["http://example.com", "http://10.0.0.8:8080", "http://2130706433.example"])
+def test_plain_http_to_another_host_is_refused_even_where_development_tooling_allows_it(base_url: str) -> None:
+    with pytest.raises(ProfileError, match="allowed only for loopback hosts") as caught:
+        parse_profile(profile_data(baseUrl=base_url), allow_plain_http=True)
+    assert caught.value.field == "baseUrl"
 
 
 def test_a_key_that_is_not_rsa_material_is_refused_without_echoing_it() -> None:

@@ -7,11 +7,11 @@ from urllib.parse import quote
 
 import pytest
 
-from refund_core.domain.profile import parse_profile
+from refund_core.domain.profile import ProfileError, parse_profile
 from refund_core.providers import RefundQuery, provider_for, signing
 from refund_core.providers.alphapay import AlphaPay
 from refund_core.providers.antom import Antom
-from tests.unit.keys import PKCS1_PEM, PKCS8_B64, PUBLIC_B64, profile_data, vector
+from tests.unit.keys import PKCS1_PEM, PKCS8_B64, PUBLIC_B64, profile_data, vector, weak_key_pair
 
 PRIVATE = signing.load_private_key(PKCS8_B64)
 PUBLIC = signing.load_public_key(PUBLIC_B64)
@@ -22,6 +22,17 @@ def test_our_signature_matches_the_openssl_vector(name: str) -> None:
     content, expected = vector(name)
     assert signing.sign(PRIVATE, content) == expected
     assert signing.verify(PUBLIC, content, expected)
+
+
+@pytest.mark.parametrize("bits", [512, 1024])
+def test_key_loading_refuses_rsa_keys_under_2048_bits_naming_the_field(bits: int) -> None:
+    private_key, public_key = weak_key_pair(bits)
+    with pytest.raises(ProfileError, match=f"at least 2048 bits \\(this one has {bits}\\)") as private_caught:
+        signing.load_private_key(private_key)
+    with pytest.raises(ProfileError, match="at least 2048 bits") as public_caught:
+        signing.load_public_key(public_key, field="providerPublicKey")
+    assert (private_caught.value.field, public_caught.value.field) == ("privateKey", "providerPublicKey")
+    assert signing.MIN_RSA_KEY_BITS == 2048
 
 
 def test_a_pkcs1_key_signs_the_same_bytes() -> None:

@@ -35,6 +35,9 @@ def inquire(
     result code and the reason in words. Exit status 0 means the inquiry ran, whatever the status;
     2 means the arguments, the profile or the ids were refused and nothing was sent.
 
+    This is development tooling: a profile whose baseUrl is plain http:// to a loopback host (the
+    sandbox's) is accepted here; a deployed stack refuses it.
+
     Examples:
 
         refund-poller inquire --profile .refund-poller/sandbox/antom.json --refund-request-id processing2-success--r1
@@ -58,7 +61,8 @@ def _adapter(path: Path, timeout: tuple[float, float]) -> Provider:
     except OSError as exc:
         fail(f"cannot read profile {path}: {exc.strerror or exc}", hint="--profile takes a merchant profile JSON file")
     try:
-        return provider_for(parse_profile(text), timeout=timeout)
+        # Development tooling: plain http to loopback is allowed (the sandbox); deployed functions never allow it.
+        return provider_for(parse_profile(text, allow_plain_http=True), timeout=timeout)
     except ProfileError as exc:
         fail(
             f"profile {path}: {exc}", hint="docs/sandbox.md shows working profiles (refund-poller sandbox writes them)"

@@ -21,7 +21,10 @@ from refund_core.providers.antom import client_id_content
 
 ANTOM_LIVE_PATH = "/ams/api/v1/payments/inquiryRefund"
 ANTOM_SANDBOX_PATH = "/ams/sandbox/api/v1/payments/inquiryRefund"
-WALLET_PATH = "/api/v1/payments/inquiryRefund"
+# "POST /v1/payments/inquiryRefund", host and any prefix assigned by each wallet (seed 000_29cee8de70e96ca6.txt):
+# the sandbox plays a wallet on this path under any prefix (a profile's pathPrefix), e.g. /gcash/v1/payments/…
+WALLET_PATH = "/v1/payments/inquiryRefund"
+_WALLET_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)*")
 ALPHAPAY_PATH = "/api/v2.0/payments/inquiryRefund"
 NONCE_LENGTH = 32
 _EPOCH_MILLIS = re.compile(r"[0-9]{13}")
@@ -237,6 +240,14 @@ class AlphaPayDialect(Dialect):
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (AntomDialect(), WalletDialect(), AlphaPayDialect())}
 ROUTES: dict[str, Dialect] = {path: dialect for dialect in DIALECTS.values() for path in dialect.paths}
+
+
+def route(path: str) -> Dialect | None:
+    """The dialect serving ``path``: a documented path, or the wallet's path under a wallet-assigned prefix."""
+    dialect = ROUTES.get(path)
+    if dialect is None and path.endswith(WALLET_PATH) and _WALLET_PREFIX.fullmatch(path.removesuffix(WALLET_PATH)):
+        dialect = DIALECTS["alipayplus"]
+    return dialect
 
 
 def _iso_with_offset(value: str) -> bool:

@@ -3,6 +3,11 @@
 A standard-library threading HTTP server: every request gets its own thread, so a slow or reset
 answer never holds up the others. It closes the connection after each answer (HTTP/1.0), which
 keeps connection resets and timeouts independent from one request to the next.
+
+Response header names go out lower-case, as the providers' HTTP/2 gateways deliver them (RFC 9113
+§8.2: field names are lower-case in HTTP/2). The official Antom SDK (global-open-sdk-python 1.7.1,
+``DefaultAlipayClient.__parse_header``) looks ``signature``, ``response-time`` and ``client-id`` up by
+exact name, so with lower-case names an SDK-based merchant client accepts the sandbox's answers.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from refund_poller.sandbox.admin import ADMIN_PREFIX, Admin, AdminRequest
 from refund_poller.sandbox.answers import JSON_TYPE, Reply
 from refund_poller.sandbox.chaos import ChaosConfig
 from refund_poller.sandbox.credentials import Credentials
-from refund_poller.sandbox.dialects import ROUTES, RequestHeaders
+from refund_poller.sandbox.dialects import RequestHeaders, route
 from refund_poller.sandbox.inquiry import InquiryService
 from refund_poller.sandbox.script import parse_script
 from refund_poller.sandbox.state import LoggedRequest, SandboxState
@@ -66,6 +71,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the inquiry service logs one line per inquiry instead."""
 
+    def send_header(self, keyword: str, value: str) -> None:
+        """Every header name lower-case, as an HTTP/2 gateway presents it (Server and Date included)."""
+        super().send_header(keyword.lower(), value)
+
     def _dispatch(self) -> None:
         server = cast(_Server, self.server)
         path = urlsplit(self.path).path
@@ -74,13 +83,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._write_json(413, {"error": f"the body must be at most {MAX_BODY_BYTES} bytes"})
             return
         body = self.rfile.read(int(length))
+        dialect = route(path)
         if path.startswith(ADMIN_PREFIX):
             status, document = server.admin.handle(AdminRequest(self.command, path, body, self.client_address[0]))
             self._write_json(status, document)
-        elif path in ROUTES and self.command == "POST":
+        elif dialect is not None and self.command == "POST":
             headers = RequestHeaders(self.headers.items())
-            self._reply(server.inquiry.handle(ROUTES[path], path, headers, body))
-        elif path in ROUTES:
+            self._reply(server.inquiry.handle(dialect, path, headers, body))
+        elif dialect is not None:
             self._write_json(405, {"error": "inquiryRefund takes POST"})
         else:
             self._write_json(404, {"error": f"no endpoint {path}"})
@@ -123,7 +133,7 @@ class Sandbox:
     Example::
 
         with Sandbox(profiles_dir=Path("profiles")) as sandbox:
-            profile = parse_profile(sandbox.profiles["antom"].read_text())
+            profile = parse_profile(sandbox.profiles["antom"].read_text(), allow_plain_http=True)
     """
 
     def __init__(

@@ -3,11 +3,18 @@
 Secret name: ``<prefix><provider>/<merchant>``, e.g. ``refund-poller/merchants/antom/default``.
 The adapter (with its parsed keys: loading a key costs tens of milliseconds) is cached until the
 secret's text changes, so a rotated key is picked up within the cache age.
+
+Plain ``http://`` base URLs are refused unless the function's environment sets
+``REFUND_POLLER_ALLOW_PLAIN_HTTP=loopback``: only the local stack does (devtools/refund_poller/devstack.py),
+template.yaml never does (tests/integration/test_profile_hygiene.py). In Lambda, 127.0.0.1:9001 is the
+Runtime API: a profile must not be able to point a deployed function at it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -19,6 +26,20 @@ from refund_core.providers import Provider, provider_for
 from refund_core.service import RejectedMessageError
 
 PROFILE_CACHE_SECONDS = 300
+PLAIN_HTTP_SETTING = "REFUND_POLLER_ALLOW_PLAIN_HTTP"
+PLAIN_HTTP_LOOPBACK = "loopback"
+
+
+def plain_http_allowed(environ: Mapping[str, str]) -> bool:
+    """Whether the environment allows plain http:// to loopback hosts: unset or empty no, ``loopback`` yes.
+
+    Raises:
+        ValueError: for any other value, so a typo fails the cold start instead of meaning something.
+    """
+    value = environ.get(PLAIN_HTTP_SETTING, "")
+    if value not in ("", PLAIN_HTTP_LOOPBACK):
+        raise ValueError(f"{PLAIN_HTTP_SETTING} must be unset or '{PLAIN_HTTP_LOOPBACK}', not {value!r}")
+    return value == PLAIN_HTTP_LOOPBACK
 
 
 def secret_name(prefix: str, provider: str, merchant: str) -> str:
@@ -26,8 +47,10 @@ def secret_name(prefix: str, provider: str, merchant: str) -> str:
 
 
 class SecretsManagerAdapters:
-    def __init__(self, prefix: str, **adapter_options: Any) -> None:
+    def __init__(self, prefix: str, *, allow_plain_http: bool | None = None, **adapter_options: Any) -> None:
+        """``allow_plain_http`` None: as the environment says (:func:`plain_http_allowed`)."""
         self._prefix = prefix
+        self._allow_plain_http = plain_http_allowed(os.environ) if allow_plain_http is None else allow_plain_http
         self._options = adapter_options
         self._adapters: dict[str, tuple[str, Provider]] = {}
         self._provider: parameters.SecretsProvider | None = None
@@ -40,7 +63,7 @@ class SecretsManagerAdapters:
         if cached and cached[0] == digest:
             return cached[1]
         try:
-            profile = parse_profile(text)
+            profile = parse_profile(text, allow_plain_http=self._allow_plain_http)
         except ProfileError as exc:
             raise RejectedMessageError(f"merchant profile {name} is invalid: {exc}") from None
         if profile.provider != provider:

@@ -2,8 +2,14 @@
 
 A profile is the value of a Secrets Manager secret (or a local JSON file). Parsing checks
 structure only (standard library); the RSA keys themselves are loaded by the provider layer,
-which reports unusable keys through the same :class:`ProfileError`. Messages name the field
-and the rule and never echo key material.
+which reports unusable or weak keys through the same :class:`ProfileError`. Messages name the
+field and the rule and never echo key material.
+
+``baseUrl`` is checked here as far as its text allows: never an address a provider cannot be at
+(instance metadata, link-local, unspecified, reserved), and plain ``http://`` only when the caller
+says this is a development setting (``allow_plain_http``), and then only to loopback. In a Lambda
+function 127.0.0.1:9001 is the Runtime API, so a deployed stack never allows it. A DNS name that
+resolves to such an address is the transport's to refuse, at call time.
 """
 
 from __future__ import annotations
@@ -13,16 +19,22 @@ import binascii
 import ipaddress
 import json
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from refund_core.domain.addresses import unsafe_address_reason
+
 PROVIDERS = ("antom", "alipayplus", "alphapay")
 
+# Wallets: "POST /v1/payments/inquiryRefund", host and any prefix assigned by each wallet
+# (seed 000_29cee8de70e96ca6.txt, first lines); the prefix goes in the profile's pathPrefix.
+WALLET_INQUIRY_PATH = "/v1/payments/inquiryRefund"
 DEFAULT_INQUIRY_PATHS = {
     "antom": "/ams/api/v1/payments/inquiryRefund",
-    "alipayplus": "/api/v1/payments/inquiryRefund",
+    "alipayplus": WALLET_INQUIRY_PATH,
     "alphapay": "/api/v2.0/payments/inquiryRefund",
 }
 ANTOM_SANDBOX_PATH = "/ams/sandbox/api/v1/payments/inquiryRefund"
@@ -38,6 +50,7 @@ _FIELDS = frozenset(
         "providerPublicKey",
         "baseUrl",
         "inquiryPath",
+        "pathPrefix",
         "keyVersion",
         "requestTimeFormat",
         "merchantAccountId",
@@ -47,6 +60,11 @@ _FIELDS = frozenset(
 # Header values: printable ASCII without spaces or commas (they end up inside signed strings).
 _HEADER_TOKEN = re.compile(r"[!-+\--~]{1,128}")
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+# A wallet's prefix: whole segments, no dot segments (HTTP clients would normalise them away from the
+# path that was signed), no trailing slash.
+_PATH_PREFIX = re.compile(r"(/(?!\.{1,2}(?:/|$))[A-Za-z0-9._~-]{1,64}){1,8}")
+# Host texts that getaddrinfo reads as IPv4 numbers (inet_aton forms: 2852039166, 0xa9.0xfe.0xa9.0xfe, 0251.0376…).
+_NUMERIC_HOST = re.compile(r"[0-9A-Fa-fXx.]+")
 _KEY_VERSION = re.compile(r"[0-9]{1,9}")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 # Placeholders a custom wallet signing layout may use (providers.md §3: one wallet is said to differ).
@@ -93,8 +111,11 @@ class MerchantProfile:
         return f"MerchantProfile(provider={self.provider!r}, caller_id={self.caller_id!r}, base_url={self.base_url!r})"
 
 
-def parse_profile(raw: str | bytes | Mapping[str, Any]) -> MerchantProfile:
+def parse_profile(raw: str | bytes | Mapping[str, Any], *, allow_plain_http: bool = False) -> MerchantProfile:
     """Parse and validate a merchant profile from JSON text or an already decoded mapping.
+
+    ``allow_plain_http`` is for development tooling only (the local stack, the CLI, tests): it lets a
+    ``baseUrl`` use plain ``http://`` to a loopback host. Deployed functions never pass it.
 
     Raises:
         ProfileError: naming the first field that is missing or malformed.
@@ -120,7 +141,7 @@ def parse_profile(raw: str | bytes | Mapping[str, Any]) -> MerchantProfile:
         merchant_account_id=merchant_account_id,
         private_key=_key(data, "privateKey"),
         provider_public_key=_key(data, "providerPublicKey"),
-        base_url=_base_url(data),
+        base_url=_base_url(data, allow_plain_http=allow_plain_http),
         inquiry_path=_inquiry_path(data, provider, client_id),
         key_version=_key_version(data),
         request_time_format=_request_time_format(data, provider),
@@ -186,7 +207,7 @@ def _key(data: Mapping[str, Any], field: str) -> str:
     return text
 
 
-def _base_url(data: Mapping[str, Any]) -> str:
+def _base_url(data: Mapping[str, Any], *, allow_plain_http: bool) -> str:
     value = _string(data, "baseUrl", max_len=2048).rstrip("/")
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -197,22 +218,61 @@ def _base_url(data: Mapping[str, Any]) -> str:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise ProfileError("baseUrl", "has an invalid port") from None
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ProfileError("baseUrl", "plain http:// is allowed only for loopback hosts; use https://")
+    address = literal_address(parts.hostname)
+    # Loopback is the plain-http rule's business below (unsafe_address_reason calls ::1 reserved: it is in ::/8).
+    reason = None if address is None or address.is_loopback else unsafe_address_reason(address)
+    if reason is not None:
+        raise ProfileError("baseUrl", f"must not name an address a provider cannot be at: {parts.hostname} {reason}")
+    if parts.scheme == "http":
+        if not allow_plain_http:
+            raise ProfileError(
+                "baseUrl", "must use https:// (plain http:// only to loopback hosts, and only in development tooling)"
+            )
+        if not is_loopback_host(parts.hostname):
+            raise ProfileError("baseUrl", "plain http:// is allowed only for loopback hosts; use https://")
     return value
+
+
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` spells out literally, or None for a name.
+
+    Besides dotted quads and IPv6 literals (with or without brackets), the numeric forms a resolver
+    reads as IPv4 (``2852039166``, ``0xa9fea9fe``, ``0251.0376.0251.0376``) count as literals: they never
+    reach DNS.
+    """
+    text = host.strip("[]").removesuffix(".")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.fullmatch(text):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    return None
 
 
 def is_loopback_host(host: str) -> bool:
     """True for localhost names and loopback addresses (127.0.0.0/8, ::1)."""
     if host.lower() in _LOOPBACK_NAMES:
         return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    address = literal_address(host)
+    return address is not None and address.is_loopback
 
 
 def _inquiry_path(data: Mapping[str, Any], provider: str, client_id: str | None) -> str:
+    if "pathPrefix" in data:
+        if provider != "alipayplus":
+            raise ProfileError("pathPrefix", "is only used with provider 'alipayplus'")
+        if "inquiryPath" in data:
+            raise ProfileError("pathPrefix", "give either pathPrefix or a whole inquiryPath, not both")
+        prefix = _string(data, "pathPrefix", max_len=256)
+        if not _PATH_PREFIX.fullmatch(prefix):
+            raise ProfileError(
+                "pathPrefix", "must be '/' and path segments without a trailing '/', e.g. /gcash or /openapi/wallet"
+            )
+        return prefix + WALLET_INQUIRY_PATH
     if "inquiryPath" not in data:
         if provider == "antom" and client_id and client_id.startswith("SANDBOX_"):
             return ANTOM_SANDBOX_PATH

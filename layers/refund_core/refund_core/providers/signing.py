@@ -17,7 +17,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from refund_core.domain.profile import ProfileError
 
+# NIST SP 800-131A Rev. 2 (table 2): RSA keys under 2048 bits are disallowed for digital signature
+# generation, and legacy-use only for verification; a 512- or 1024-bit provider key can be factored, so a
+# forged answer would verify.
+MIN_RSA_KEY_BITS = 2048
+
 __all__ = [
+    "MIN_RSA_KEY_BITS",
     "format_signature_header",
     "load_private_key",
     "load_public_key",
@@ -28,7 +34,7 @@ __all__ = [
 
 
 def load_private_key(text: str, field: str = "privateKey") -> rsa.RSAPrivateKey:
-    """Load a merchant private key: Base64 DER or PEM, PKCS#8 or PKCS#1.
+    """Load a merchant private key: Base64 DER or PEM, PKCS#8 or PKCS#1, of at least 2048 bits.
 
     OpenSSL's RSA consistency check (primality of p and q, CRT parameters) is skipped: it took 36 ms of every
     cold start (bench/README.md) and guards nothing here, as the key is the merchant's own, read from its own
@@ -48,11 +54,16 @@ def load_private_key(text: str, field: str = "privateKey") -> rsa.RSAPrivateKey:
         raise ProfileError(field, "is not a readable unencrypted RSA private key (PKCS#8 or PKCS#1)") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ProfileError(field, "must be an RSA key")
+    _check_key_size(key.key_size, field)
     return key
 
 
 def load_public_key(text: str, field: str = "providerPublicKey") -> rsa.RSAPublicKey:
-    """Load a provider public key: Base64 SubjectPublicKeyInfo DER, or PEM."""
+    """Load a provider public key: Base64 SubjectPublicKeyInfo DER, or PEM, of at least 2048 bits.
+
+    Raises:
+        ProfileError: naming ``field``; the key text is never included.
+    """
     try:
         if text.lstrip().startswith("-----BEGIN "):
             key = serialization.load_pem_public_key(text.encode())
@@ -62,7 +73,13 @@ def load_public_key(text: str, field: str = "providerPublicKey") -> rsa.RSAPubli
         raise ProfileError(field, "is not a readable RSA public key (X.509 SubjectPublicKeyInfo)") from None
     if not isinstance(key, rsa.RSAPublicKey):
         raise ProfileError(field, "must be an RSA key")
+    _check_key_size(key.key_size, field)
     return key
+
+
+def _check_key_size(bits: int, field: str) -> None:
+    if bits < MIN_RSA_KEY_BITS:
+        raise ProfileError(field, f"must be an RSA key of at least {MIN_RSA_KEY_BITS} bits (this one has {bits})")
 
 
 def _b64(text: str) -> bytes:
