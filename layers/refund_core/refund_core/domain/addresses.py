@@ -18,6 +18,8 @@ def unsafe_address_reason(address: IPAddress | str) -> str | None:
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if ip.is_loopback:  # this machine: whether plain http may go there is the profile's rule, not this one
+        return None
     if ip.is_unspecified:
         return "is an unspecified address"
     if ip.is_link_local:
