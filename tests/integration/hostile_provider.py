@@ -202,6 +202,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(DRIP_INTERVAL)
 
+    def answer_headerdrip(self, _: str) -> None:
+        """The status line and headers one byte every half second: no read ever times out, the call must end."""
+        head = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"p" * 200 + b"\r\n\r\n"
+        for byte in head[:DRIP_MAX_BYTES]:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(DRIP_INTERVAL)
+
     # ---- answers ------------------------------------------------------------------------
     def found(self, *, value: object = "1000", **fields: object) -> dict[str, Any]:
         amount = {"value": value, "currency": "USD"}

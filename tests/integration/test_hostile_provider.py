@@ -163,12 +163,14 @@ def test_bombs_and_huge_bodies_are_refused_in_bounded_memory_and_time(hostile: H
     assert seen.reason is not None and "65536-byte body cap" in seen.reason
 
 
-@pytest.mark.parametrize("budget", [None, 1.5])
-def test_a_drip_fed_answer_ends_at_the_call_deadline(hostile: HostileProvider, budget: float | None) -> None:
+@pytest.mark.parametrize(("scenario", "budget"), [("drip", None), ("drip", 1.5), ("headerdrip", 1.5)])
+def test_a_drip_fed_answer_ends_at_the_call_deadline(
+    hostile: HostileProvider, scenario: str, budget: float | None
+) -> None:
     deadline = sum(TIMEOUT) if budget is None else budget
     started = time.monotonic()
 
-    _, seen = ask(hostile, "alphapay", "drip", timeout_seconds=budget)
+    _, seen = ask(hostile, "alphapay", scenario, timeout_seconds=budget)
 
     elapsed = time.monotonic() - started
     assert DRIP_INTERVAL < deadline - 0.5 <= elapsed < deadline + SLACK_SECONDS
@@ -219,6 +221,7 @@ CLI_CASES = {
     "bomb": ("UNKNOWN", "oversize"),
     "huge.nolength": ("UNKNOWN", "oversize"),
     "drip": ("UNKNOWN", "deadline"),
+    "headerdrip": ("UNKNOWN", "deadline"),
 }
 
 
@@ -246,7 +249,9 @@ def test_refund_poller_inquire_against_the_hostile_provider(
     )
 
     baseline_elapsed, baseline_peak = cli_baseline
-    assert elapsed - baseline_elapsed < sum(TIMEOUT) + SLACK_SECONDS
+    # The call's own latency holds the bound; the wall clock adds process start-up, which a loaded machine stretches.
+    assert seen["latencyMs"] / 1000 < sum(TIMEOUT) + SLACK_SECONDS
+    assert elapsed - baseline_elapsed < sum(TIMEOUT) + 3 * SLACK_SECONDS
     assert peak - baseline_peak < MEMORY_BOUND, f"{(peak - baseline_peak) / 2**20:.1f} MiB over the baseline"
     assert (seen["status"], seen["distrust"]) == CLI_CASES[scenario]
     if seen["status"] == "SUCCESS":

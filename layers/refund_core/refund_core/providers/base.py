@@ -111,7 +111,8 @@ class Provider(ABC):
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
         self.max_clock_skew_seconds = max_clock_skew_seconds
-        self._session = session or requests.Session()
+        # Calls to the provider go through an adapter whose connections the call's deadline can cut.
+        self._session = transport.bounded(session or requests.Session(), profile.base_url)
         self._private_key = signing.load_private_key(profile.private_key)
         self._public_key = signing.load_public_key(profile.provider_public_key)
 

@@ -7,8 +7,10 @@ and the call ends at its deadline however slowly the bytes arrive (docs/trust.md
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Mapping
@@ -17,7 +19,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
+import urllib3.response
 
 from refund_core.domain.addresses import unsafe_address_reason
 
@@ -85,9 +91,25 @@ def check_host(url: str) -> None:
 
 def post(session: requests.Session, url: str, headers: Mapping[str, str], body: bytes, bounds: Bounds) -> RawAnswer:
     """POST ``body`` and read the whole answer within ``bounds``; raises :class:`UnansweredError` otherwise."""
-    started = time.monotonic()
-    deadline = started + bounds.total_seconds
+    deadline = time.monotonic() + bounds.total_seconds
     check_host(url)
+    watch = _Watch(max(deadline - time.monotonic(), 0.0))
+    _calls.watch = watch
+    try:
+        answer = _exchange(session, url, headers, body, bounds, deadline)
+    except UnansweredError as exc:
+        if watch.fired and exc.distrust != "oversize":  # the watch cut the socket: that is the deadline
+            raise _over_deadline(bounds) from None
+        raise
+    finally:
+        watch.cancel()
+        _calls.watch = None
+    return answer
+
+
+def _exchange(
+    session: requests.Session, url: str, headers: Mapping[str, str], body: bytes, bounds: Bounds, deadline: float
+) -> RawAnswer:
     read_timeout = _remaining(deadline, bounds.read_seconds)
     try:
         response = session.post(
@@ -144,11 +166,97 @@ def _read_capped(response: requests.Response, deadline: float, bounds: Bounds) -
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise UnansweredError(f"transport: body cut short ({type(exc).__name__})") from None
         if not piece:
+            if _watch_fired():  # the watch shut the socket: an end of body by cutting, not a complete body
+                raise _over_deadline(bounds)
             return b"".join(pieces)
         size += len(piece)
         if size > cap:
             raise UnansweredError(f"oversize: body exceeds the {cap}-byte body cap", distrust="oversize")
         pieces.append(piece)
+
+
+class _Watch:
+    """Shuts the call's socket down at its deadline, whatever the exchange is waiting for (headers included).
+
+    A socket timeout bounds one read only: a peer sending a byte just before each timeout keeps the status line and
+    headers coming for as long as it likes. This timer ends that; the body loop checks the deadline itself too.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.fired:
+                _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_calls = threading.local()  # the running call's watch, for the connection classes below (same thread)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
+        _watch_socket(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
+        _watch_socket(self.sock)
+        return super().getresponse()
+
+
+def _watch_fired() -> bool:
+    watch: _Watch | None = getattr(_calls, "watch", None)
+    return watch is not None and watch.fired
+
+
+def _watch_socket(sock: socket.socket | None) -> None:
+    watch: _Watch | None = getattr(_calls, "watch", None)
+    if watch is not None and sock is not None:
+        watch.add(sock)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class BoundedAdapter(requests.adapters.HTTPAdapter):
+    """A requests transport adapter whose connections the call's deadline watch can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+def bounded(session: requests.Session, base_url: str) -> requests.Session:
+    """``session`` with calls under ``base_url`` going through :class:`BoundedAdapter` (the longest prefix wins)."""
+    session.mount(base_url + "/", BoundedAdapter())
+    return session
 
 
 def _decoded(encoding: str | None, body: bytes, cap: int) -> bytes:
