@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,14 +23,16 @@ def answer(
     request = adapter.build_request(QUERY)
     body = json.dumps(payload).encode()
     headers = {
-        "Response-Time": "2026-11-21T10:00:00Z",
+        "Response-Time": datetime.now(UTC).isoformat(timespec="seconds"),
         "Nonce": "n" * 32,
         "Client-Id": request.headers.get("Client-Id", ""),
     }
     if sign:
         content = adapter.response_content(request, headers, body)
         assert content is not None
-        headers["Signature"] = signing.format_signature_header("RSA256", "1", signing.sign(PROVIDER_KEY, content))
+        headers["Signature"] = signing.format_signature_header(
+            adapter.algorithm, "1", signing.sign(PROVIDER_KEY, content)
+        )
     return request, headers, body
 
 
@@ -104,9 +107,12 @@ def test_refund_statuses_map_to_the_shared_vocabulary(provider: str, raw: str, s
         assert observation.reason is not None and raw in observation.reason
 
 
-def test_alphapay_explains_a_failed_refund_with_its_description() -> None:
+def test_alphapay_keeps_the_refund_remark_as_its_description_never_as_the_fail_reason() -> None:
+    # seed 002:62-64: refund.description is "Remark of the refund", the merchant's own text (issue 10, item 6).
     payload = {"result": result("SUCCESS", "S"), "refundStatus": "FAILED", "refund": {"description": "card closed"}}
-    assert observe("alphapay", payload).fail_reason == "card closed"
+    observation = observe("alphapay", payload)
+    assert (observation.status, observation.fail_reason, observation.description) == (Status.FAIL, None, "card closed")
+    assert observation.to_dict()["description"] == "card closed"
 
 
 @pytest.mark.parametrize(
@@ -118,11 +124,13 @@ def test_a_signed_not_found_is_not_found_and_an_unsigned_one_keeps_polling(provi
     assert observe(provider, {"result": result(code, "F")}, sign=False).status is Status.UNKNOWN
 
 
-def test_other_f_codes_are_errors_even_unsigned() -> None:
-    signed = observe("antom", {"result": result("ACCESS_DENIED", "F")})
+def test_signed_f_codes_are_errors_and_unsigned_only_when_they_reject_our_credentials() -> None:
+    signed = observe("antom", {"result": result("PARAM_ILLEGAL", "F")})
     unsigned = observe("antom", {"result": result("INVALID_SIGNATURE", "F")}, sign=False)
-    assert (signed.status, signed.result.code, signed.verified) == (Status.ERROR, "ACCESS_DENIED", True)
+    unsigned_other = observe("antom", {"result": result("PARAM_ILLEGAL", "F")}, sign=False)
+    assert (signed.status, signed.result.code, signed.verified) == (Status.ERROR, "PARAM_ILLEGAL", True)
     assert (unsigned.status, unsigned.result.code, unsigned.verified) == (Status.ERROR, "INVALID_SIGNATURE", False)
+    assert (unsigned_other.status, unsigned_other.distrust) == (Status.UNKNOWN, "unsigned")
 
 
 @pytest.mark.parametrize(

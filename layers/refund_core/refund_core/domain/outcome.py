@@ -66,6 +66,11 @@ class Observation:
     # "stale-response", "bad-signature", "unsigned", "oversize", "deadline", "malformed"; None when trusted or
     # when nothing came back to distrust.
     distrust: str | None = None
+    # The refund's remark as the provider returned it (AlphaPay's refund.description: the merchant's own text,
+    # never a fail reason). Verified answers only, like the other refund data.
+    description: str | None = None
+    # The HTTP status of the answer, when one came back (429 makes the poller back off).
+    http_status: int | None = None
 
     @property
     def final(self) -> bool:
@@ -93,4 +98,6 @@ class Observation:
             "latencyMs": None if self.latency_ms is None else round(self.latency_ms, 3),
             "reason": self.reason,
             "distrust": self.distrust,
+            "description": self.description,
+            "httpStatus": self.http_status,
         }

@@ -14,7 +14,9 @@ from typing import Any, Literal
 from refund_core.domain.outcome import Observation, Status
 
 Next = Literal["wait", "done", "fail"]
+# "Back off when rate-limited" (providers.md §2, §3 U rows); HTTP 429 Too Many Requests says the same.
 RATE_LIMIT_CODES = frozenset({"REQUEST_TRAFFIC_EXCEED_LIMIT"})
+RATE_LIMIT_HTTP_STATUS = 429
 # Bounds a message may choose within (architecture.md: "per message within bounds").
 INTERVAL_BOUNDS = (1, 300)
 DURATION_BOUNDS = (1, 900)
@@ -87,9 +89,14 @@ def decide(observation: Observation, policy: Policy, *, now: float, deadline: fl
             return Decision("done", Status.NOT_FOUND)
         return _wait_or_close(policy.not_found_interval_seconds or policy.interval_seconds, status, now, deadline)
     interval = policy.interval_seconds
-    if observation.result.code in RATE_LIMIT_CODES:
+    if rate_limited(observation):
         interval *= 2  # back off when the provider says we ask too often
     return _wait_or_close(interval, status, now, deadline)
+
+
+def rate_limited(observation: Observation) -> bool:
+    """True when the provider says we ask too often: REQUEST_TRAFFIC_EXCEED_LIMIT, or HTTP 429."""
+    return observation.result.code in RATE_LIMIT_CODES or observation.http_status == RATE_LIMIT_HTTP_STATUS
 
 
 def _wait_or_close(interval: int, status: Status, now: float, deadline: float) -> Decision:

@@ -16,6 +16,18 @@ from refund_core.providers.base import RefundQuery
 class AlipayPlusWallet(Antom):
     name: ClassVar[str] = "alipayplus"
     not_found_codes: ClassVar[frozenset[str]] = frozenset({"REFUND_NOT_EXIST"})
+    # docs/trust.md cites each: seed 000:41-43 (INVALID_CLIENT, INVALID_SIGNATURE, INVALID_CLIENT_STATUS),
+    # providers.md §3 (ACCESS_DENIED and the agent token codes).
+    credential_rejection_codes: ClassVar[frozenset[str]] = frozenset(
+        {
+            "INVALID_CLIENT",
+            "INVALID_SIGNATURE",
+            "INVALID_CLIENT_STATUS",
+            "ACCESS_DENIED",
+            "EXPIRED_AGENT_TOKEN",
+            "INVALID_AGENT_TOKEN",
+        }
+    )
 
     def query_body(self, query: RefundQuery) -> dict[str, Any]:
         return query.body()

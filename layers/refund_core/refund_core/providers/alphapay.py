@@ -23,6 +23,11 @@ class AlphaPay(Provider):
     algorithm: ClassVar[str] = "RS256"
     iso_timespec: ClassVar[str] = "seconds"  # the documented example carries no fraction
     not_found_codes: ClassVar[frozenset[str]] = frozenset({"ORDER_NOT_EXIST", "REFUND_NOT_EXIST"})
+    # AlphaPay's code list is unconfirmed (providers.md §4): only the signature rejection its Antom-style
+    # scheme shares is accepted unsigned; every other unsigned F keeps polling (docs/trust.md).
+    credential_rejection_codes: ClassVar[frozenset[str]] = frozenset({"INVALID_SIGNATURE"})
+    amount_field: ClassVar[str] = "refund.refundAmount"
+    epoch_millis_response_time: ClassVar[bool] = False  # AlphaPay times are ISO-8601 with offset (providers.md §4)
     refund_statuses: ClassVar[Mapping[str, Status]] = {
         "SUCCESS": Status.SUCCESS,
         "FAILED": Status.FAIL,
@@ -51,15 +56,20 @@ class AlphaPay(Provider):
             return None
         return nonce_content(request.path, request.headers["Merchant-Code"], response_time, nonce, body)
 
-    def refund_fields(self, payload: Mapping[str, Any]) -> RefundFields:
-        # AlphaPay nests the amount under "refund"; a failed refund's only explanation is its description.
-        refund = payload.get("refund")
-        refund = refund if isinstance(refund, Mapping) else {}
-        fields = super().refund_fields({**payload, "refundAmount": refund.get("refundAmount")})
-        description = refund.get("description")
-        if fields.fail_reason is None and payload.get("refundStatus") == "FAILED" and isinstance(description, str):
-            return replace(fields, fail_reason=description)
-        return fields
+    def raw_amount(self, payload: Mapping[str, Any]) -> Any:
+        return _refund(payload).get("refundAmount")
+
+    def refund_fields(self, payload: Mapping[str, Any], status: Status) -> RefundFields:
+        # refund.description is "Remark of the refund" (seed 002:62-64): the merchant's own text, sent when the
+        # refund was made. It is kept as the description and is never a fail reason; AlphaPay sends none.
+        description = _refund(payload).get("description")
+        fields = super().refund_fields(payload, status)
+        return replace(fields, description=description if isinstance(description, str) else None)
+
+
+def _refund(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    refund = payload.get("refund")
+    return refund if isinstance(refund, Mapping) else {}
 
 
 def nonce_content(path: str, merchant_code: str, time_value: str, nonce: str, body: bytes) -> bytes:

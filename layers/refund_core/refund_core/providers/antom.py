@@ -16,6 +16,11 @@ from refund_core.providers.base import Provider, RefundQuery, SignedRequest
 class Antom(Provider):
     name: ClassVar[str] = "antom"
     not_found_codes: ClassVar[frozenset[str]] = frozenset({"ORDER_NOT_EXIST"})
+    # docs/trust.md cites each: seed 001:167 (CLIENT_INVALID), providers.md §2 (the others; Antom documents
+    # INVALID_SIGNATURE answers may come unsigned).
+    credential_rejection_codes: ClassVar[frozenset[str]] = frozenset(
+        {"INVALID_SIGNATURE", "KEY_NOT_FOUND", "CLIENT_INVALID", "INVALID_CLIENT_STATUS", "ACCESS_DENIED"}
+    )
     refund_statuses: ClassVar[Mapping[str, Status]] = {
         "SUCCESS": Status.SUCCESS,
         "FAIL": Status.FAIL,
@@ -41,6 +46,11 @@ class Antom(Provider):
         # The provider echoes our client id; fall back to it so a missing header fails on the signature, not here.
         client_id = headers.get("Client-Id") or request.headers["Client-Id"]
         return self.content(request.path, client_id, response_time, body)
+
+    def answered_caller_matches(self, request: SignedRequest, headers: Mapping[str, str]) -> bool:
+        # One provider key signs every merchant's answers: the signed Client-Id is what binds one to us.
+        answered = headers.get("Client-Id")
+        return answered is None or answered == request.headers["Client-Id"]
 
     def content(self, path: str, client_id: str, time_value: str, body: bytes) -> bytes:
         """The bytes signed in either direction; a wallet with another layout overrides this."""

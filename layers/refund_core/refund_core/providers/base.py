@@ -1,8 +1,10 @@
 """The inquiry flow every provider shares; providers fill in small hooks.
 
 Flow: build the body once (compact JSON) → sign those exact bytes → POST them with the
-provider's headers → verify the response signature over the raw body → parse → map to a
-normalised :class:`Observation` through the decision table (providers.md §5).
+provider's headers (bounded: providers/transport.py) → parse strictly → verify the response
+signature over the raw body → check the answer is fresh and about the refund asked about →
+map to a normalised :class:`Observation` through the decision table (providers.md §5).
+What is trusted and why, rule by rule with sources: docs/trust.md.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -20,9 +22,12 @@ import requests
 
 from refund_core.domain.outcome import Observation, ProviderResult, Status
 from refund_core.domain.profile import MerchantProfile
-from refund_core.providers import signing
+from refund_core.providers import signing, strict, transport
 
 DEFAULT_TIMEOUT = (3.0, 10.0)  # connect, read: a poll every 5 s must not hang for the SDKs' 15 s
+DEFAULT_MAX_BODY_BYTES = transport.DEFAULT_MAX_BODY_BYTES  # real answers are about 1 KiB
+DEFAULT_MAX_CLOCK_SKEW_SECONDS = 300.0  # Response-Time further than this from our clock: a replay or a stale cache
+ANOTHER_REFUND = "answer about another refund"
 MAX_ID_LENGTH = 64
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -69,10 +74,14 @@ class SignedRequest:
 
 @dataclass(frozen=True, slots=True)
 class RefundFields:
-    amount_value: str | None
-    amount_currency: str | None
-    refund_time: str | None
-    fail_reason: str | None
+    """Refund data read strictly from a verified S answer; ``dropped`` says which field was left out and why."""
+
+    amount_value: str | None = None
+    amount_currency: str | None = None
+    refund_time: str | None = None
+    fail_reason: str | None = None
+    description: str | None = None
+    dropped: tuple[str, ...] = ()
 
 
 class Provider(ABC):
@@ -82,7 +91,12 @@ class Provider(ABC):
     algorithm: ClassVar[str] = "RSA256"
     iso_timespec: ClassVar[str] = "milliseconds"
     not_found_codes: ClassVar[frozenset[str]]
+    # F codes saying the provider rejected our credentials or signature: the only F answers that may arrive
+    # unsigned and still end polling (it could not verify us, so it may not sign). Sources: docs/trust.md.
+    credential_rejection_codes: ClassVar[frozenset[str]]
     refund_statuses: ClassVar[Mapping[str, Status]]
+    amount_field: ClassVar[str] = "refundAmount"
+    epoch_millis_response_time: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -90,10 +104,15 @@ class Provider(ABC):
         *,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_clock_skew_seconds: float = DEFAULT_MAX_CLOCK_SKEW_SECONDS,
     ) -> None:
         self.profile = profile
         self.timeout = timeout
-        self._session = session or requests.Session()
+        self.max_body_bytes = max_body_bytes
+        self.max_clock_skew_seconds = max_clock_skew_seconds
+        # Calls to the provider go through an adapter whose connections the call's deadline can cut.
+        self._session = transport.bounded(session or requests.Session(), profile.base_url)
         self._private_key = signing.load_private_key(profile.private_key)
         self._public_key = signing.load_public_key(profile.provider_public_key)
 
@@ -113,15 +132,41 @@ class Provider(ABC):
     def response_content(self, request: SignedRequest, headers: Mapping[str, str], body: bytes) -> bytes | None:
         """The bytes the provider signed for a response, or None when a header it needs is missing."""
 
-    def refund_fields(self, payload: Mapping[str, Any]) -> RefundFields:
-        """Refund data from a verified S answer: amount, time and fail reason."""
-        amount = payload.get("refundAmount")
-        amount = amount if isinstance(amount, Mapping) else {}
+    def answered_caller_matches(self, request: SignedRequest, headers: Mapping[str, str]) -> bool:
+        """False when a signed answer names another caller than the one that asked (its own signed header)."""
+        return True
+
+    def raw_amount(self, payload: Mapping[str, Any]) -> Any:
+        """The refund amount object of an S answer, as sent (checked by the caller)."""
+        return payload.get("refundAmount")
+
+    def refund_fields(self, payload: Mapping[str, Any], status: Status) -> RefundFields:
+        """Refund data from a verified S answer, strictly: a malformed field is dropped and named, never guessed."""
+        dropped: list[str] = []
+        value = currency = refund_time = None
+        raw_amount = self.raw_amount(payload)
+        if raw_amount is not None:
+            try:
+                value, currency = strict.amount(raw_amount, self.amount_field)
+            except strict.MalformedError as exc:
+                dropped.append(f"{exc}; dropped")
+        elif status is Status.SUCCESS:
+            dropped.append(f"{self.amount_field}: missing")
+        raw_time = payload.get("refundTime")
+        if raw_time is not None:
+            try:
+                strict.iso_time(raw_time, "refundTime")
+                refund_time = raw_time
+            except strict.MalformedError as exc:
+                dropped.append(f"{exc}; dropped")
+        elif status is Status.SUCCESS:
+            dropped.append("refundTime: missing")
         return RefundFields(
-            amount_value=_text(amount.get("value")),
-            amount_currency=_text(amount.get("currency")),
-            refund_time=_text(payload.get("refundTime")),
-            fail_reason=_text(payload.get("refundFailReason")),
+            amount_value=value,
+            amount_currency=currency,
+            refund_time=refund_time,
+            fail_reason=_string(payload.get("refundFailReason")),
+            dropped=tuple(dropped),
         )
 
     # ---- flow --------------------------------------------------------------------------
@@ -129,28 +174,27 @@ class Provider(ABC):
         """Ask the provider about one refund. Never raises for provider or network trouble.
 
         ``timeout_seconds`` is the caller's total budget for this call (connect, send and the whole read);
-        None means the adapter's own ``timeout``.
+        the call never takes longer than it, nor than the adapter's connect + read ``timeout``.
         """
         request = self.build_request(query)
         started = time.perf_counter()
         try:
-            response = self._session.post(
-                request.url,
-                data=request.body,
-                headers=request.headers,
-                timeout=self.timeout,
-                verify=True,
-                allow_redirects=False,
+            answer = transport.post(
+                self._session, request.url, request.headers, request.body, self._bounds(timeout_seconds)
             )
-            body = response.content
-        except requests.Timeout:
-            reason = f"transport: no answer within {self.timeout[1]:g} s"
-        except requests.RequestException as exc:
-            reason = f"transport: {type(exc).__name__}"
-        else:
-            latency_ms = (time.perf_counter() - started) * 1000
-            return self.interpret(query, request, response.status_code, response.headers, body, latency_ms)
-        return replace(self._seed(query, (time.perf_counter() - started) * 1000), reason=reason)
+        except transport.UnansweredError as exc:
+            seed = self._seed(query, (time.perf_counter() - started) * 1000)
+            status = Status.ERROR if exc.refused else Status.UNKNOWN  # a refused host is configuration: stop, alert
+            return replace(seed, status=status, reason=exc.reason, distrust=exc.distrust)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return self.interpret(
+            query, request, answer.status_code, answer.headers, answer.body, latency_ms, signatures=answer.signatures
+        )
+
+    def _bounds(self, timeout_seconds: float | None) -> transport.Bounds:
+        connect, read = self.timeout
+        total = connect + read if timeout_seconds is None else min(connect + read, max(timeout_seconds, 0.0))
+        return transport.Bounds(connect, read, total, self.max_body_bytes)
 
     def build_request(self, query: RefundQuery) -> SignedRequest:
         body = json.dumps(self.query_body(query), separators=(",", ":"), ensure_ascii=False).encode()
@@ -173,29 +217,50 @@ class Provider(ABC):
         headers: Mapping[str, str],
         body: bytes,
         latency_ms: float,
+        *,
+        signatures: Sequence[str] | None = None,
     ) -> Observation:
-        """Apply the decision table to one HTTP answer."""
-        seed = self._seed(query, latency_ms)
+        """Apply the decision table to one HTTP answer.
+
+        ``signatures``: every ``Signature`` header as received (more than one is untrusted); None reads the one
+        in ``headers``.
+        """
+        seed = replace(self._seed(query, latency_ms), http_status=status_code)
         if status_code != 200:
             return replace(seed, reason=f"HTTP {status_code} from provider")
-        payload = _json_object(body)
-        result = payload.get("result") if payload else None
-        if payload is None or not isinstance(result, Mapping):
-            return replace(seed, reason="unparsable response body")
+        try:
+            payload = strict.json_object(body)
+        except strict.MalformedError as exc:
+            return replace(seed, reason=f"unparsable response body: {exc}", distrust="malformed")
+        result = payload.get("result")
+        if not isinstance(result, Mapping):
+            return replace(seed, reason="unparsable response body: no result object", distrust="malformed")
         seed = replace(
             seed,
-            verified=self._verified(request, headers, body),
             result=ProviderResult(
-                code=_text(result.get("resultCode")),
-                status=_text(result.get("resultStatus")),
-                message=_text(result.get("resultMessage")),
+                code=_string(result.get("resultCode")),
+                status=_string(result.get("resultStatus")),
+                message=_string(result.get("resultMessage")),
             ),
         )
+        if signatures is None:
+            signature = headers.get("Signature")
+            signatures = () if signature is None else (signature,)
+        distrust = self._signature_distrust(request, headers, body, signatures)
+        if distrust is not None:
+            tag, why = distrust
+            if tag == "unsigned":
+                return self._unsigned(seed)
+            return replace(seed, reason=f"untrusted: {why}; whatever it claims, its data was not used", distrust=tag)
+        stale = self._staleness(headers)
+        if stale is not None:
+            return replace(seed, reason=f"untrusted: {stale}", distrust="stale-response")
+        if not self._about_the_refund_asked(query, request, headers, payload):
+            return replace(seed, reason=ANOTHER_REFUND, distrust="another-refund")
+        seed = replace(seed, verified=True)
         match seed.result.status:
-            case "S" if seed.verified:
-                return self._answer_s(payload, seed)
             case "S":
-                return replace(seed, reason="untrusted: S answer without a valid signature; its data was not used")
+                return self._answer_s(payload, seed)
             case "U":
                 return replace(seed, reason=f"provider answered U ({seed.result.code})")
             case "F":
@@ -203,41 +268,93 @@ class Provider(ABC):
         return replace(seed, reason=f"unrecognised resultStatus {seed.result.status!r}")
 
     def _answer_s(self, payload: Mapping[str, Any], seed: Observation) -> Observation:
-        raw_status = _text(payload.get("refundStatus"))
-        status = self.refund_statuses.get(raw_status or "", Status.UNKNOWN)
-        reason = None
+        raw_status = payload.get("refundStatus")
+        status = self.refund_statuses.get(raw_status, Status.UNKNOWN) if isinstance(raw_status, str) else Status.UNKNOWN
+        notes: list[str] = []
         if status is Status.UNKNOWN:
-            reason = f"unrecognised refundStatus {raw_status!r}"
+            notes.append(f"unrecognised refundStatus {raw_status!r}")
         elif not status.final:
-            reason = f"refund is {raw_status} at the provider"
-        fields = self.refund_fields(payload)
+            notes.append(f"refund is {raw_status} at the provider")
+        fields = self.refund_fields(payload, status)
+        notes.extend(fields.dropped)
         return replace(
             seed,
             status=status,
-            reason=reason,
-            refund_id=_text(payload.get("refundId")) or seed.refund_id,
-            refund_request_id=_text(payload.get("refundRequestId")) or seed.refund_request_id,
+            reason="; ".join(notes) or None,
+            # Already checked equal to the ids asked about when present; an id not asked about is learnt here.
+            refund_id=_string(payload.get("refundId")) or seed.refund_id,
+            refund_request_id=_string(payload.get("refundRequestId")) or seed.refund_request_id,
             amount_value=fields.amount_value,
             amount_currency=fields.amount_currency,
             refund_time=fields.refund_time,
             fail_reason=fields.fail_reason,
+            description=fields.description,
         )
 
     def _answer_f(self, seed: Observation) -> Observation:
+        """A verified F: not found, or the provider refused the inquiry (configuration error: stop, alert)."""
         code = seed.result.code
         if code in self.not_found_codes:
-            if not seed.verified:  # a forged "not found" must not end the polling
-                return replace(seed, reason=f"unsigned {code}; polling on")
             return replace(seed, status=Status.NOT_FOUND, reason=f"provider has no such refund yet ({code})")
-        reason = f"provider refused the inquiry ({code})"
-        return replace(seed, status=Status.ERROR, reason=reason if seed.verified else reason + ", unsigned")
+        return replace(seed, status=Status.ERROR, reason=f"provider refused the inquiry ({code})")
 
-    def _verified(self, request: SignedRequest, headers: Mapping[str, str], body: bytes) -> bool:
-        signature = signing.parse_signature_header(headers.get("Signature")).get("signature")
+    def _unsigned(self, seed: Observation) -> Observation:
+        """An answer with no signature proves nothing, except a provider saying it could not verify us."""
+        code, result_status = seed.result.code, seed.result.status
+        if result_status == "F" and code in self.credential_rejection_codes:
+            return replace(seed, status=Status.ERROR, reason=f"provider refused the inquiry ({code}), unsigned")
+        match result_status:
+            case "S":
+                reason = "untrusted: S answer without a valid signature; its data was not used"
+            case "F" if code in self.not_found_codes:  # a forged "not found" must not end the polling
+                reason = f"unsigned {code}; polling on"
+            case "F":
+                reason = f"untrusted: unsigned F ({code}) is not a credential rejection; polling on"
+            case _:
+                reason = f"unsigned answer (resultStatus {result_status!r}, {code}); polling on"
+        return replace(seed, reason=reason, distrust="unsigned")
+
+    def _signature_distrust(
+        self, request: SignedRequest, headers: Mapping[str, str], body: bytes, signatures: Sequence[str]
+    ) -> tuple[str, str] | None:
+        """None when the one Signature header verifies over the raw body; else ("unsigned" | "bad-signature", why)."""
+        if not any(value.strip() for value in signatures):
+            return "unsigned", "no Signature header"
+        try:
+            pairs = strict.signature_header(signatures, self.algorithm)
+        except strict.MalformedError as exc:
+            return "bad-signature", str(exc)
         content = self.response_content(request, headers, body)
-        if not signature or content is None:
-            return False
-        return signing.verify(self._public_key, content, signature)
+        if content is None:
+            return "bad-signature", "a header the signature covers is missing"
+        if not signing.verify(self._public_key, content, pairs["signature"]):
+            return "bad-signature", "the signature does not verify with the provider key"
+        return None
+
+    def _staleness(self, headers: Mapping[str, str]) -> str | None:
+        """Why a verified answer's signed Response-Time does not prove it fresh, or None."""
+        try:
+            answered_at = strict.response_time(
+                headers.get("Response-Time"), epoch_millis_allowed=self.epoch_millis_response_time
+            )
+        except strict.MalformedError as exc:
+            return str(exc)
+        skew = abs((datetime.now(UTC) - answered_at).total_seconds())
+        if skew > self.max_clock_skew_seconds:
+            return f"Response-Time is {skew:.0f} s from our clock (allowed {self.max_clock_skew_seconds:g} s)"
+        return None
+
+    def _about_the_refund_asked(
+        self, query: RefundQuery, request: SignedRequest, headers: Mapping[str, str], payload: Mapping[str, Any]
+    ) -> bool:
+        """False when a signed answer names another refund (or caller) than the one asked about."""
+        for field, asked in (("refundId", query.refund_id), ("refundRequestId", query.refund_request_id)):
+            answered = payload.get(field)
+            if answered is None:
+                continue
+            if not isinstance(answered, str) or (asked is not None and answered != asked):
+                return False
+        return self.answered_caller_matches(request, headers)
 
     def _seed(self, query: RefundQuery, latency_ms: float) -> Observation:
         """An UNKNOWN observation carrying the query's ids: every answer starts from it."""
@@ -250,15 +367,6 @@ class Provider(ABC):
         )
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, Mapping | list):
-        return None
-    return str(value)
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None
+def _string(value: Any) -> str | None:
+    """A text field as sent; anything else (number, boolean, object) is not text and reads as absent."""
+    return value if isinstance(value, str) else None
