@@ -36,7 +36,7 @@ def refunds() -> dict[str, dict[str, Any]]:
         # A window that outlasts the spread of the three deliveries: a copy that arrives after a window closed
         # UNRESOLVED rightly starts a new loop (docs/architecture.md), which is not what this test is about.
         message = {"provider": provider, id_field: refund_id, "polling": {"maxDurationSeconds": WINDOW}}
-        messages[f"{provider}#default#{refund_id}"] = message
+        messages[f"{provider}#default#{'r' if id_field == 'refundId' else 'rr'}:{refund_id}"] = message
     return messages
 
 
