@@ -124,6 +124,17 @@ def test_an_id_the_provider_reveals_leads_later_messages_to_the_same_item(core: 
     assert list(core.items()) == ["antom#default#rr:rq-5"]
 
 
+def test_an_answer_about_another_refund_does_not_bind_its_ids_to_this_one(core: Core) -> None:
+    # A genuine answer about refund A arrives for an inquiry about B (a misrouting proxy, a replay).
+    core.provider.queue("rq-B", answer(Status.PROCESSING, refund_id="2026-A", refund_request_id="rq-A"))
+    core.send({"provider": "antom", "refundRequestId": "rq-B"})
+
+    about_a = core.send({"provider": "antom", "refundId": "2026-A"})
+
+    assert about_a.action == "polling"  # A is its own refund, not "already running" under B
+    assert sorted(core.items()) == ["antom#default#r:2026-A", "antom#default#rr:rq-B"]
+
+
 def test_a_superseded_loop_writes_nothing_and_ends(core: Core) -> None:
     body = {"provider": "alphapay", "refundId": "R:1"}
     message = InquiryMessage.from_body(body)

@@ -17,7 +17,14 @@ from refund_core.domain.inquiry import InquiryMessage, RefundRef, execution_name
 from refund_core.domain.outcome import Observation, Status
 from refund_core.domain.polling import Decision, Policy, decide
 from refund_core.providers import Provider, RefundQuery
-from refund_core.store import SUPERSEDED_REASON, DynamoDbRefundStore, Window, event_detail, public_view
+from refund_core.store import (
+    SUPERSEDED_REASON,
+    ClaimContendedError,
+    DynamoDbRefundStore,
+    Window,
+    event_detail,
+    public_view,
+)
 
 
 class RejectedMessageError(ValueError):
@@ -113,6 +120,8 @@ class InquiryService:
             if claim.pending is None:
                 break
             republished += self.publish_pending(key, claim.pending)  # raises when it cannot: the message is retried
+        if claim.pending is not None:  # windows keep closing under us: let SQS bring the message back
+            raise ClaimContendedError(f"could not claim {key}: result events kept appearing")
         if not claim.proceed:
             return StartResult("skipped", claim.reason, republished=republished)
         state: dict[str, Any] = {

@@ -202,7 +202,7 @@ class DynamoDbRefundStore:
             if value
         ]
         new = [ref for ref in revealed if ref.form not in bound]
-        if not new:
+        if not new or len(new) == len(revealed):  # an answer must confirm an id we know before it may add one
             return item
         update = _Update()
         for ref in new:
