@@ -119,3 +119,20 @@ def test_the_next_message_publishes_a_pending_event_before_opening_its_own_windo
     events = finished(core.capture.drain())
     assert [e["detail"]["status"] for e in events] == ["UNRESOLVED", "SUCCESS"]
     assert len({e["detail"]["eventId"] for e in events}) == 2
+
+
+def test_a_duplicate_arriving_while_the_closer_publishes_leaves_the_event_to_the_closer(core: Core) -> None:
+    body = {"provider": "antom", "refundRequestId": "R 3/dup"}
+    core.provider.queue("R 3/dup", answer(Status.SUCCESS))
+    core.fail_put_events(1)  # stands for "the closer has not cleared the flag yet"
+    with pytest.raises(ResultEventPendingError):
+        core.send(body, message_id="m-closer")
+
+    duplicate = core.send(body, message_id="m-duplicate")  # another copy of the message, moments later
+    assert (duplicate.action, duplicate.republished) == ("skipped", 0)
+    assert core.capture.drain() == []
+
+    core.send(body, message_id="m-closer")  # the closer's message comes back: it publishes
+    core.clock.now += 120
+    core.send(body, message_id="m-late")  # long after: nothing left to publish
+    assert len(core.capture.drain()) == 1

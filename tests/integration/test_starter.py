@@ -11,7 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from refund_poller.devstack import FAST_POLICY, DevStack
+from refund_poller.local.fault_proxy import FaultProxy
 from tests.integration.stack_support import drain_dlq, executions, send, store, wait_closed
+from tests.integration.test_resilience import sqs_event
 from tests.reliability.support import items
 from tests.unit.test_message_validation import INVALID
 
@@ -89,3 +91,56 @@ def test_a_refund_sent_with_its_refund_id_then_with_both_ids_is_one_item_one_loo
     assert len([e for e in executions(stack) if refund_id[:20] in e["name"]]) == 1
     events = [e for e in stack.result_events(wait_seconds=2) if e["detail"].get("refundId") == refund_id]
     assert len(events) == 1
+
+
+def test_fail_after_success_on_force_keeps_success_and_announces_one_conflict(stack: DevStack) -> None:
+    refund = f"success--flip-{uuid.uuid4().hex[:8]}"
+    key = f"alipayplus#default#rr:{refund}"
+    send(stack, {"provider": "alipayplus", "refundRequestId": refund})
+    wait_closed(stack, [key])
+    stack.sandbox.set_script("alipayplus", refund, "fail")  # the provider now answers FAIL for the same refund
+
+    send(stack, {"provider": "alipayplus", "refundRequestId": refund, "force": True})
+    deadline = time.monotonic() + 20
+    while not (store(stack).get(key) or {}).get("finalConflict") and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    item = store(stack).get(key)
+    assert item is not None
+    assert (item["status"], item["final"], item["generation"], item["finalConflictCount"]) == ("SUCCESS", True, 2, 1)
+    assert (item["finalConflict"]["stored"]["status"], item["finalConflict"]["observed"]["status"]) == (
+        "SUCCESS",
+        "FAIL",
+    )
+    mine = [e for e in stack.result_events(wait_seconds=2) if e["detail"].get("refundRequestId") == refund]
+    kinds = sorted((e["detail-type"], e["detail"]["status"]) for e in mine)
+    assert kinds == [
+        ("Refund Final Status Conflict", "SUCCESS"),
+        ("Refund Inquiry Finished", "SUCCESS"),
+        ("Refund Inquiry Finished", "SUCCESS"),
+    ]
+
+
+def test_a_result_event_eventbridge_throttled_is_published_once_when_sqs_redelivers(stack: DevStack) -> None:
+    refund = f"success--outbox-{uuid.uuid4().hex[:8]}"
+    proxy = FaultProxy(stack.cloud.endpoint_url, seed=3).start()
+    stack.cloud.route_functions_through(proxy.url)
+    try:
+        proxy.throttle({"AWSEvents.PutEvents": 1.0})
+        # Two records: a batch whose every record fails is an error of the whole invocation (Powertools).
+        event = sqs_event({"provider": "alipayplus", "refundRequestId": refund}, {"provider": "antom"})
+        first = stack.cloud.invoke("StartInquiryFunction", event)
+        assert first.function_error is None, first.payload
+        assert [f["itemIdentifier"] for f in first.payload["batchItemFailures"]] == [event["Records"][0]["messageId"]]
+        assert proxy.throttled["AWSEvents.PutEvents"] >= 1
+        assert store(stack).get(f"alipayplus#default#rr:{refund}")["eventPending"] is True  # type: ignore[index]
+
+        proxy.throttle({})  # SQS redelivers the message: the stored result's event goes out now
+        again = stack.cloud.invoke("StartInquiryFunction", {"Records": [event["Records"][0]]})
+        assert again.payload == {"batchItemFailures": []}
+        stack.cloud.invoke("StartInquiryFunction", {"Records": [event["Records"][0]]})
+    finally:
+        stack.cloud.route_functions_through(stack.cloud.endpoint_url)
+        proxy.stop()
+    mine = [e for e in stack.result_events(wait_seconds=2) if e["detail"].get("refundRequestId") == refund]
+    assert [(e["detail"]["status"], bool(e["detail"]["eventId"])) for e in mine] == [("SUCCESS", True)]

@@ -23,6 +23,7 @@ from refund_core.store import (
     DynamoDbRefundStore,
     Window,
     event_detail,
+    may_publish,
     public_view,
 )
 
@@ -119,8 +120,13 @@ class InquiryService:
             claim = self.store.claim(message, key, message_id=message_id, now=now, window_end=deadline)
             if claim.pending is None:
                 break
-            republished += self.publish_pending(key, claim.pending)  # raises when it cannot: the message is retried
-        if claim.pending is not None:  # windows keep closing under us: let SQS bring the message back
+            if may_publish(claim.pending, message_id=message_id, now=now):
+                republished += self.publish_pending(key, claim.pending)  # raises when it cannot: message retried
+            elif claim.blocked:  # the closer is publishing right now; a new window waits for it (SQS retries)
+                raise ClaimContendedError(f"could not claim {key}: the last window's result event is being published")
+            else:
+                break  # a message that would be skipped anyway leaves the event to its closer
+        else:
             raise ClaimContendedError(f"could not claim {key}: result events kept appearing")
         if not claim.proceed:
             return StartResult("skipped", claim.reason, republished=republished)

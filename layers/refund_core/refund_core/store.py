@@ -58,6 +58,8 @@ _STATUS_WRITERS = frozenset({Status.SUCCESS, Status.FAIL, Status.PROCESSING, Sta
 # the state machine's 30-minute timeout after the claim), the alias's is set this much further at each claim.
 ALIAS_TTL_MARGIN_SECONDS = 2 * 86400
 _ALIAS_REFRESH_SECONDS = 86400
+# How long after a close only the closer (or its retry) publishes the window's pending event.
+OUTBOX_GRACE_SECONDS = 60
 _serializer, _deserializer = TypeSerializer(), TypeDeserializer()
 
 WriteOutcome = Literal["written", "superseded", "closed"]
@@ -97,8 +99,10 @@ class Claim:
     reason: str
     generation: int = 0
     window_id: str | None = None
-    # The item as read when it still had a result event to publish: publish it, then claim again.
+    # The item as read when it still had a result event to publish (see ``may_publish``); ``blocked``: this message
+    # wants a new window, which cannot open before that event is published.
     pending: dict[str, Any] | None = None
+    blocked: bool = False
 
     @property
     def window(self) -> Window:
@@ -222,9 +226,10 @@ class DynamoDbRefundStore:
         """
         for _ in range(3):
             item = self.get(key)
-            if has_pending_event(item):
-                return Claim(False, "a result event is still to be published", pending=item)
             verdict: ClaimVerdict = judge_claim(item, message_id=message_id, force=message.force, now=now)
+            if has_pending_event(item):
+                blocked = verdict.verdict != "skip"
+                return Claim(False, verdict.reason, pending=item, blocked=blocked)
             if verdict.verdict == "skip":
                 return Claim(False, verdict.reason)
             generation = int((item or {}).get("generation", 0))
@@ -477,6 +482,19 @@ def event_detail(item: Mapping[str, Any], event_id: str) -> dict[str, Any]:
     return {**{k: v for k, v in public_view(item).items() if k not in _OUTBOX_FLAGS}, "eventId": event_id}
 
 
+def may_publish(item: Mapping[str, Any], *, message_id: str | None, now: float) -> bool:
+    """Whether a touch of the item may publish its pending events now.
+
+    The window's closer publishes right after its close; a retry of the closer (the same message redelivered, or
+    a retried poll of the same window) may publish at once. Anyone else waits ``OUTBOX_GRACE_SECONDS`` after the
+    close, so two live publishers of one event are not the normal case of a duplicate message.
+    """
+    if message_id is not None and item.get("claimMessageId") == message_id:
+        return True
+    closed = _epoch(item.get("resolvedAt"))
+    return closed is None or now - closed >= OUTBOX_GRACE_SECONDS
+
+
 def is_refund_item(item: Mapping[str, Any]) -> bool:
     """False for the alias items that share the table with refund items."""
     return not str(item.get("pk", "")).startswith(ALIAS_PREFIX)
@@ -567,6 +585,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | set):
         return sorted(_plain(v) for v in value) if isinstance(value, set) else [_plain(v) for v in value]
     return value
+
+
+def _epoch(iso: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp() if iso else None
+    except ValueError:
+        return None
 
 
 def _iso(epoch: float) -> str:
