@@ -334,7 +334,8 @@ class DynamoDbRefundStore:
             if observation is not None:
                 for attribute, value in _observation_fields(observation, full=written is not None).items():
                     update.set(attribute, value)
-                if written is not None and observation.refund_id:  # the index finds the item by it (not relied on)
+                fields_written = written is not None and observation.status in _STATUS_WRITERS
+                if fields_written and observation.refund_id and not observation.distrust:  # for the index (unused)
                     provider, merchant, _ = key.split("#", 2)
                     update.set("refundIdKey", RefundRef(provider, merchant, REFUND_ID, observation.refund_id).item_key)
             condition = update.in_window(window)
@@ -342,7 +343,7 @@ class DynamoDbRefundStore:
                 update.set("status", written.value).set("final", written.final)
                 if written.final:
                     update.set("finalAt", _iso(now), if_absent=True)
-                    update.set("finalVerified", bool(observation and observation.verified))
+                    update.set("finalVerified", bool(observation and observation.verified), if_absent=True)
                     condition += (
                         f" AND ({update.not_final()} OR {update.name('status')} = {update.value(written.value)})"
                     )
