@@ -191,7 +191,8 @@ class InquiryService:
             written = self.store.record_and_close(key, window, observation, decision.status, reason, now=now)
         if written.outcome == "superseded":
             decision = Decision("done", observation.status)
-            new_state["decision"] = {**decision.to_state(), "reason": SUPERSEDED_REASON}
+            reason = SUPERSEDED_REASON if written.item else "no item for this refund (never claimed, or deleted)"
+            new_state["decision"] = {**decision.to_state(), "reason": reason}
             return PollResult(new_state, observation, decision, None, superseded=True)
         outcome = None
         if decision.next != "wait" or written.outcome == "closed":
