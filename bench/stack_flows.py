@@ -184,7 +184,7 @@ def count_requests(stack: DevStack) -> dict[str, Any]:
         poll = service.poll(state)
         state = poll.state
         per_poll.append(dict(calls))
-    item = scan(stack)[f"antom#default#{refund}"]
+    item = scan(stack)[f"antom#default#rr:{refund}"]
     return {"starter": starter, "polls": per_poll, "itemBytes": dynamodb_item_size(item)}
 
 
@@ -217,7 +217,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, DevStack(Path(tmp)) as stack:
         sent_at = time.time()
         send(stack, messages)
-        keys = {f"antom#default#{m['refundRequestId']}" for m in messages}
+        keys = {f"antom#default#rr:{m['refundRequestId']}" for m in messages}
         seen_final: dict[str, float] = {}
         items: dict[str, dict[str, Any]] = {}
         while time.time() - sent_at < 120:
@@ -237,7 +237,7 @@ def main() -> None:
                 seconds = int(refund.split("s-", 1)[0].removeprefix("processing"))
                 sandbox = sandbox_refund(stack, refund)
                 flip = float(sandbox["firstPollAt"]) + seconds
-                seen = seen_final.get(f"antom#default#{refund}")
+                seen = seen_final.get(f"antom#default#rr:{refund}")
                 final_at = sandbox.get("finalAt")
                 rows.append(
                     {
@@ -255,12 +255,12 @@ def main() -> None:
                 "recordMedianS": round(median(r["recordS"] for r in rows if r["recordS"] is not None), 3),
                 "rows": rows,
             }
-        t3 = execution_facts(stack, items[f"antom#default#{T3}"])
-        t12_candidates = {w: execution_facts(stack, items[f"antom#default#{r}"]) for w, r in T12.items()}
+        t3 = execution_facts(stack, items[f"antom#default#rr:{T3}"])
+        t12_candidates = {w: execution_facts(stack, items[f"antom#default#rr:{r}"]) for w, r in T12.items()}
         t12_source = next((f"processing, window {w} s" for w, f in t12_candidates.items() if f["polls"] == 12), None)
         t12 = next((f for f in t12_candidates.values() if f["polls"] == 12), None)
         if t12 is None:
-            t12 = execution_facts(stack, items[f"antom#default#{T12_FALLBACK}"])
+            t12 = execution_facts(stack, items[f"antom#default#rr:{T12_FALLBACK}"])
             t12_source = "processing11-success (window gave no exactly-12-poll run)"
         lambdas = {
             "StartInquiryFunction": reports(stack, "StartInquiryFunction"),

@@ -31,7 +31,7 @@ def sent(local_stack: LocalStack) -> Iterator[dict[str, tuple[str, CompletedCli]
     results = run_cli_concurrently(local_stack.cwd, commands)
     for (provider, refund), done in zip(cases.values(), results, strict=True):
         assert done.returncode == 0, done.stderr
-        local_stack.closed_item(f"{provider}#default#{refund}")
+        local_stack.closed_item(f"{provider}#default#{'r' if provider == 'alphapay' else 'rr'}:{refund}")
     yield {name: (cases[name][1], done) for name, done in zip(cases, results, strict=True)}
 
 
@@ -88,7 +88,7 @@ def test_a_refund_is_found_by_the_provider_refund_id_too(
     local_stack: LocalStack, sent: dict[str, tuple[str, CompletedCli]]
 ) -> None:
     refund = sent["antom"][0]
-    refund_id = local_stack.closed_item(f"antom#default#{refund}")["refundId"]
+    refund_id = local_stack.closed_item(f"antom#default#rr:{refund}")["refundId"]
 
     by_refund_id = local_stack.cli_json("status", "--provider", "antom", "--refund-id", refund_id)
 
@@ -105,4 +105,4 @@ def test_send_from_a_json_lines_file_sends_every_line_in_batches(local_stack: Lo
 
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.split()) == 12
-    local_stack.closed_item(f"alipayplus#default#success--file11-{run}")
+    local_stack.closed_item(f"alipayplus#default#rr:success--file11-{run}")

@@ -19,7 +19,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 
 def test_an_express_loop_polls_to_the_final_status(stack: DevStack) -> None:
-    key = "alphapay#default#processing2-fail--express-1"
+    key = "alphapay#default#r:processing2-fail--express-1"
     send(stack, {"provider": "alphapay", "refundId": "processing2-fail--express-1"})
     item = wait_closed(stack, [key])[key]
     assert (item["status"], item["polls"], item["final"]) == ("FAIL", 3, True)
@@ -27,7 +27,7 @@ def test_an_express_loop_polls_to_the_final_status(stack: DevStack) -> None:
 
 
 def test_duplicates_start_one_express_loop(stack: DevStack) -> None:
-    key = "antom#default#processing3-success--express-dup"
+    key = "antom#default#rr:processing3-success--express-dup"
     message = {"provider": "antom", "refundRequestId": "processing3-success--express-dup"}
     send(stack, message, message, message)
     item = wait_closed(stack, [key])[key]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from refund_core.domain.inquiry import item_key
 from refund_poller.devstack import FAST_POLICY, DevStack
 from tests.integration.stack_support import entered, events_by_key, history, send, wait_closed, wait_execution
 
@@ -33,7 +34,11 @@ class Case:
 
     @property
     def key(self) -> str:
-        return f"{self.provider}#default#{self.refund}"
+        return item_key(
+            self.provider,
+            "default",
+            **{"refund_id" if self.provider == "alphapay" else "refund_request_id": self.refund},
+        )
 
 
 CASES = {

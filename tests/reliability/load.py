@@ -117,7 +117,11 @@ def run_load(
                     refund_id = f"{SCRIPTS[(n // len(PROVIDERS)) % len(SCRIPTS)]}--{tag}-{n}"
                     id_field = "refundId" if provider == "alphapay" else "refundRequestId"
                     message = {"provider": provider, id_field: refund_id, "polling": {"maxDurationSeconds": window}}
-                    messages[f"{provider}#default#{refund_id}"] = (provider, refund_id, message)
+                    messages[f"{provider}#default#{'r' if id_field == 'refundId' else 'rr'}:{refund_id}"] = (
+                        provider,
+                        refund_id,
+                        message,
+                    )
                     batch.append(message)
                 send(stack, *batch)
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from refund_core.domain.inquiry import RefundRef, execution_name
 from refund_poller.devstack import FAST_POLICY, DevStack
 from tests.integration.stack_support import drain_dlq, events_by_key, executions, send, wait_closed
 from tests.reliability.corpus import (
@@ -41,16 +42,16 @@ def valid_messages() -> dict[str, dict[str, Any] | str]:
     messages: dict[str, dict[str, Any] | str] = {}
     for message in VALID_EDGES.values():
         fields = json.loads(message) if isinstance(message, str) else message
-        key_id = fields.get("refundRequestId") or fields["refundId"]
+        key_id = f"rr:{fields['refundRequestId']}" if fields.get("refundRequestId") else f"r:{fields['refundId']}"
         messages[f"{fields['provider']}#default#{key_id}"] = message
     for n, refund_request_id in enumerate(INJECTION_IDS):
         provider = ("antom", "alipayplus")[n % 2]
-        messages[f"{provider}#default#{refund_request_id}"] = {
+        messages[f"{provider}#default#rr:{refund_request_id}"] = {
             "provider": provider,
             "refundRequestId": refund_request_id,
         }
     for refund_id in MULTI_POLL:
-        messages[f"alphapay#default#{refund_id}"] = {"provider": "alphapay", "refundId": refund_id}
+        messages[f"alphapay#default#r:{refund_id}"] = {"provider": "alphapay", "refundId": refund_id}
     return messages
 
 
@@ -98,8 +99,9 @@ def test_every_malformed_message_is_in_the_dlq_once_with_its_reason(outcome: dic
 def test_malformed_messages_start_no_execution_and_only_multi_poll_refunds_get_one(
     stack: DevStack, outcome: dict[str, Any]
 ) -> None:
-    names = sorted(e["name"] for e in executions(stack))
-    assert names == sorted(f"alphapay-default-{refund_id}-g1" for refund_id in MULTI_POLL)
+    names = sorted(e["name"].rsplit("-", 1)[0] for e in executions(stack))  # without the window id
+    expected = (execution_name(RefundRef("alphapay", "default", "r", r), 1, "0" * 16) for r in MULTI_POLL)
+    assert names == sorted(name.rsplit("-", 1)[0] for name in expected)
 
 
 def test_the_starter_never_crashed(stack: DevStack, outcome: dict[str, Any]) -> None:
@@ -122,7 +124,7 @@ def test_injection_looking_ids_are_stored_verbatim_and_sent_verbatim(stack: DevS
     stored: dict[str, dict[str, Any]] = outcome["stored"]
     sent_bodies = [json.loads(request.body) for request in stack.sandbox.requests()]
     for n, refund_request_id in enumerate(INJECTION_IDS):
-        item = stored[f"{('antom', 'alipayplus')[n % 2]}#default#{refund_request_id}"]
+        item = stored[f"{('antom', 'alipayplus')[n % 2]}#default#rr:{refund_request_id}"]
         assert item["refundRequestId"] == refund_request_id
         assert item["polls"] == 1  # answered SUCCESS: the id was not evaluated into another script or value
         assert any(body.get("refundRequestId") == refund_request_id for body in sent_bodies)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from refund_core.domain.inquiry import RefundRef, execution_name
 from refund_poller.devstack import FAST_POLICY, DevStack
 from tests.integration.stack_support import events_by_key, send, wait_closed
 from tests.reliability.support import scripted_final, wait_executions_done
@@ -36,7 +37,7 @@ def refunds() -> dict[str, dict[str, Any]]:
         # A window that outlasts the spread of the three deliveries: a copy that arrives after a window closed
         # UNRESOLVED rightly starts a new loop (docs/architecture.md), which is not what this test is about.
         message = {"provider": provider, id_field: refund_id, "polling": {"maxDurationSeconds": WINDOW}}
-        messages[f"{provider}#default#{refund_id}"] = message
+        messages[f"{provider}#default#{'r' if id_field == 'refundId' else 'rr'}:{refund_id}"] = message
     return messages
 
 
@@ -69,9 +70,15 @@ def outcome(stack: DevStack) -> dict[str, Any]:
     return {"messages": messages, "stored": stored, "executions": wait_executions_done(stack)}
 
 
+def name_head(key: str) -> str:
+    """An execution name of the refund's first window, up to its window id (docs/internals.md)."""
+    ref = RefundRef.from_item_key(key)
+    return execution_name(ref, 1, "0" * 16).rsplit("-", 1)[0]
+
+
 def test_each_refund_has_exactly_one_polling_loop(outcome: dict[str, Any]) -> None:
-    names = Counter(e["name"] for e in outcome["executions"])
-    expected = {f"{key.replace('#', '-')}-g1" for key in outcome["messages"]}
+    names = Counter(e["name"].rsplit("-", 1)[0] for e in outcome["executions"])  # without the window id
+    expected = {name_head(key) for key in outcome["messages"]}
     assert set(names) == expected
     assert set(names.values()) == {1}
     assert {e["status"] for e in outcome["executions"]} == {"SUCCEEDED"}
@@ -79,13 +86,13 @@ def test_each_refund_has_exactly_one_polling_loop(outcome: dict[str, Any]) -> No
 
 def test_each_refund_has_one_final_record_with_its_scripted_status(outcome: dict[str, Any]) -> None:
     for key, item in outcome["stored"].items():
-        refund_id = key.split("#", 2)[2]
+        refund_id = RefundRef.from_item_key(key).value
         assert (item["status"], item["final"], item["generation"]) == (scripted_final(refund_id), True, 1), key
 
 
 def test_each_refund_produced_one_result_event(stack: DevStack, outcome: dict[str, Any]) -> None:
     grouped = events_by_key(stack, expected=len(outcome["messages"]) + 5, timeout=5)  # wait for strays too
     for key in outcome["messages"]:
-        events = grouped[key.split("#", 2)[2]]
+        events = grouped[RefundRef.from_item_key(key).value]
         assert len(events) == 1, (key, events)
         assert events[0]["status"] == outcome["stored"][key]["status"]

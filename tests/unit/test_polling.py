@@ -8,7 +8,7 @@ import re
 import pytest
 
 from refund_core.domain.claim import judge_claim
-from refund_core.domain.inquiry import InquiryMessage, execution_name
+from refund_core.domain.inquiry import InquiryMessage, RefundRef, execution_name
 from refund_core.domain.outcome import Observation, ProviderResult, Status
 from refund_core.domain.polling import Policy, decide, policies_from_json
 
@@ -105,18 +105,18 @@ def test_the_claim_rules(item: dict[str, object] | None, force: bool, verdict: s
 
 
 def test_execution_names_are_readable_and_safe() -> None:
-    name = execution_name("antom", "default", "rr-2026/11.21#7", 2)
-    assert name == "antom-default-rr-2026_11_21_7-g2"
+    name = execution_name(RefundRef("antom", "default", "rr", "rr-2026/11.21#7"), 2, "0123456789abcdef")
+    assert re.fullmatch(r"antom-rr-2026_11_21_7-[0-9a-f]{12}-g2-0123456789abcdef", name)
 
 
 def test_long_execution_names_keep_their_head_and_hash_the_tail() -> None:
-    long_a = execution_name("alipayplus", "merchant-" + "m" * 55, "x" * 64, 1)
-    long_b = execution_name("alipayplus", "merchant-" + "m" * 55, "x" * 63 + "y", 1)
+    long_a = execution_name(RefundRef("alipayplus", "merchant-" + "m" * 55, "rr", "x" * 64), 1, "a" * 16)
+    long_b = execution_name(RefundRef("alipayplus", "merchant-" + "m" * 55, "rr", "x" * 63 + "y"), 1, "a" * 16)
     assert len(long_a) <= 80 and re.fullmatch(r"[0-9A-Za-z_-]+", long_a)
-    assert long_a.startswith("alipayplus-merchant-mmm") and long_a.endswith("-g1")
+    assert long_a.startswith("alipayplus-xxx") and long_a.endswith("-g1-" + "a" * 16)
     assert long_a != long_b
 
 
 def test_the_item_key_prefers_the_merchants_request_id() -> None:
-    assert InquiryMessage(provider="antom", refund_id="r", refund_request_id="rr").key == "antom#default#rr"
-    assert InquiryMessage(provider="alphapay", merchant="shop", refund_id="r").key == "alphapay#shop#r"
+    assert InquiryMessage(provider="antom", refund_id="r", refund_request_id="rr").key == "antom#default#rr:rr"
+    assert InquiryMessage(provider="alphapay", merchant="shop", refund_id="r").key == "alphapay#shop#r:r"

@@ -121,7 +121,8 @@ def _follow(
 def _refresh(store: DynamoDbRefundStore, refund: DemoRefund, progress: Progress) -> None:
     if refund.invalid:
         return
-    item = store.get(item_key(refund.provider, "default", refund.refund))
+    refund_id, refund_request_id = refund.ids
+    item = store.get(item_key(refund.provider, "default", refund_id=refund_id, refund_request_id=refund_request_id))
     if item is None:
         return
     progress.item = item

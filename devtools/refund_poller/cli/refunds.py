@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from refund_core.domain.inquiry import item_key
 from refund_core.store import public_view
 from refund_poller.cli.aws_errors import EXIT_FAILURE, aws_errors
 from refund_poller.cli.errors import fail
@@ -26,15 +25,10 @@ def find_item(
     """The stored item (public view) of a refund, or None when the stack has never seen it."""
     store = target.store()
     with aws_errors(target.where):
-        if refund_request_id:
-            item = store.get(item_key(provider, merchant, refund_request_id))
-            if item is not None:
-                return public_view(item)
-        if refund_id:
-            key = store.key_for_refund_id(provider, merchant, refund_id) or item_key(provider, merchant, refund_id)
-            item = store.get(key)
-            if item is not None:
-                return public_view(item)
+        key = store.find_key(provider, merchant, refund_id=refund_id, refund_request_id=refund_request_id)
+        item = store.get(key) if key else None
+        if item is not None:
+            return public_view(item)
     return None
 
 

@@ -12,11 +12,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from refund_core.domain.inquiry import InquiryMessage, execution_name
+from refund_core.domain.claim import CONFLICT_EVENT_ID, CONFLICT_EVENT_PENDING, EVENT_ID, EVENT_PENDING
+from refund_core.domain.inquiry import InquiryMessage, RefundRef, execution_name
 from refund_core.domain.outcome import Observation, Status
 from refund_core.domain.polling import Decision, Policy, decide
 from refund_core.providers import Provider, RefundQuery
-from refund_core.store import DynamoDbRefundStore
+from refund_core.store import (
+    SUPERSEDED_REASON,
+    ClaimContendedError,
+    DynamoDbRefundStore,
+    Window,
+    event_detail,
+    may_publish,
+    public_view,
+)
 
 
 class RejectedMessageError(ValueError):
@@ -30,11 +39,23 @@ class Adapters(Protocol):
 
 
 class Events(Protocol):
-    def publish(self, outcome: Mapping[str, Any]) -> None: ...
+    def publish(self, detail: Mapping[str, Any], *, detail_type: str = ...) -> None:
+        """Publish one event; raise when it was not accepted (``FailedEntryCount`` included)."""
+        ...
 
 
 class Executions(Protocol):
     def start(self, name: str, state: Mapping[str, Any]) -> str: ...
+
+
+# Detail types of the events the product publishes (docs/internals.md, "Result events").
+FINISHED_DETAIL_TYPE = "Refund Inquiry Finished"
+CONFLICT_DETAIL_TYPE = "Refund Final Status Conflict"
+
+
+class ResultEventPendingError(RuntimeError):
+    """A closed window's result event could not be published: it stays pending on the item, and the retried
+    invocation or redelivered message (or the refund's next claim or poll) publishes it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +64,13 @@ class PollResult:
     observation: Observation
     decision: Decision
     outcome: dict[str, Any] | None  # the closed item when this poll ended the window
+    final_conflict: dict[str, Any] | None = None  # both answers when the provider contradicted a stored final status
+    superseded: bool = False  # a newer window owns the refund: nothing was written and this loop ends
+
+    @property
+    def final_status_conflicts(self) -> int:
+        """The ``FinalStatusConflicts`` metric's value for this poll."""
+        return 1 if self.final_conflict else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +79,7 @@ class StartResult:
     reason: str
     poll: PollResult | None = None
     execution_arn: str | None = None
+    republished: int = 0  # pending result events of earlier windows this message published
 
 
 class InquiryService:
@@ -80,32 +109,48 @@ class InquiryService:
     ) -> StartResult:
         """Handle one valid queue message: claim the refund, poll once, start the loop only if needed."""
         adapter = self.adapters.adapter(message.provider, message.merchant)
-        key = message.key
-        if not message.refund_request_id and message.refund_id:
-            key = self.store.key_for_refund_id(message.provider, message.merchant, message.refund_id) or key
+        now = self.clock()
+        key = self.store.resolve(message, now=now).key
         policy = self.policies[message.provider].overridden(message.interval_seconds, message.max_duration_seconds)
         if self.max_window_seconds is not None:
             policy = policy.capped(self.max_window_seconds)
-        now = self.clock()
         deadline = now + policy.max_duration_seconds
-        claim = self.store.claim(message, key, message_id=message_id, now=now, window_end=deadline)
+        republished = 0
+        for _ in range(3):
+            claim = self.store.claim(message, key, message_id=message_id, now=now, window_end=deadline)
+            if claim.pending is None:
+                break
+            if may_publish(claim.pending, message_id=message_id, now=now):
+                republished += self.publish_pending(key, claim.pending)  # raises when it cannot: message retried
+            elif claim.blocked:  # the closer is publishing right now; a new window waits for it (SQS retries)
+                raise ClaimContendedError(f"could not claim {key}: the last window's result event is being published")
+            else:
+                break  # a message that would be skipped anyway leaves the event to its closer
+        else:
+            raise ClaimContendedError(f"could not claim {key}: result events kept appearing")
         if not claim.proceed:
-            return StartResult("skipped", claim.reason)
+            return StartResult("skipped", claim.reason, republished=republished)
         state: dict[str, Any] = {
             "inquiry": message.as_state(key),
             "policy": policy.to_state(),
             "deadline": round(deadline, 3),
             "generation": claim.generation,
+            "windowId": claim.window_id,
             "polls": 0,
             "notFoundPolls": 0,
         }
         poll = self.poll_once(adapter, state, budget_seconds=budget_seconds)
+        if poll.superseded:
+            return StartResult("skipped", SUPERSEDED_REASON, poll, republished=republished)
         if poll.decision.next != "wait":
-            return StartResult("recorded", claim.reason, poll)
-        name = execution_name(message.provider, message.merchant, message.primary_id, claim.generation)
+            return StartResult("recorded", claim.reason, poll, republished=republished)
+        assert claim.window_id is not None
+        name = execution_name(RefundRef.from_item_key(key), claim.generation, claim.window_id)
         arn = executions.start(name, poll.state)
-        self.store.set_execution(key, claim.generation, arn)
-        return StartResult("polling", claim.reason, poll, arn)
+        if not self.store.set_execution(key, claim.window, arn):
+            # A newer window took the refund meanwhile; the loop just started ends at its first poll.
+            return StartResult("skipped", SUPERSEDED_REASON, poll, arn, republished)
+        return StartResult("polling", claim.reason, poll, arn, republished)
 
     def poll(self, state: Mapping[str, Any], *, budget_seconds: float | None = None) -> PollResult:
         """One poll of a running loop (the Inquire function's whole job)."""
@@ -116,9 +161,15 @@ class InquiryService:
     def poll_once(
         self, adapter: Provider, state: Mapping[str, Any], *, budget_seconds: float | None = None
     ) -> PollResult:
-        """``budget_seconds``: the provider call's total time budget (from the invocation's remaining time)."""
+        """``budget_seconds``: the provider call's total time budget (from the invocation's remaining time).
+
+        Every write is conditional on the state's window: when a newer window owns the refund nothing is written
+        and the decision is ``done`` (this loop ends). A window closed already (a retried invocation) publishes
+        its result event if still pending. Raises :class:`ResultEventPendingError` when the event of the window
+        this poll closed could not be published (the item keeps it pending; a retry publishes it).
+        """
         inquiry = state["inquiry"]
-        key, generation = inquiry["key"], int(state["generation"])
+        key, window = inquiry["key"], Window.from_state(state)
         query = RefundQuery(refund_id=inquiry.get("refundId"), refund_request_id=inquiry.get("refundRequestId"))
         observation = adapter.inquire(query, timeout_seconds=budget_seconds)
         now = self.clock()
@@ -131,17 +182,51 @@ class InquiryService:
             not_found_polls=not_found,
         )
         new_state = {**state, "polls": int(state.get("polls", 0)) + 1, "notFoundPolls": not_found}
-        new_state["decision"] = decision.to_state()
         # What the provider said, in the state itself, so each poll in the console's history explains itself.
         new_state["observation"] = _trace_summary(observation)
-        outcome = None
         if decision.next == "wait":
-            self.store.record(key, observation, now=now)
+            written = self.store.record(key, window, observation, now=now)
         else:
             reason = _closing_reason(decision, observation, new_state["polls"])
-            outcome = self.store.record_and_close(key, generation, observation, decision.status, reason, now=now)
-            self.events.publish(outcome)
-        return PollResult(new_state, observation, decision, outcome)
+            written = self.store.record_and_close(key, window, observation, decision.status, reason, now=now)
+        if written.outcome == "superseded":
+            decision = Decision("done", observation.status)
+            reason = SUPERSEDED_REASON if written.item else "no item for this refund (never claimed, or deleted)"
+            new_state["decision"] = {**decision.to_state(), "reason": reason}
+            return PollResult(new_state, observation, decision, None, superseded=True)
+        outcome = None
+        if decision.next != "wait" or written.outcome == "closed":
+            outcome = public_view(written.item)
+            stored = Status(outcome.get("status", decision.status.value))
+            if written.outcome == "closed" or written.conflict:  # the stored outcome is what this window ended with
+                decision = Decision("fail" if stored is Status.ERROR else "done", stored)
+            self.publish_pending(key, written.item)
+        new_state["decision"] = decision.to_state()
+        return PollResult(new_state, observation, decision, outcome, final_conflict=written.conflict)
+
+    def publish_pending(self, key: str, item: Mapping[str, Any]) -> int:
+        """Publish the item's pending events (outbox), clearing each flag after its event was accepted.
+
+        Returns how many were published; raises :class:`ResultEventPendingError` when any was not.
+        """
+        published, failures = 0, []
+        for conflict, pending, ident, detail_type in (
+            (False, EVENT_PENDING, EVENT_ID, FINISHED_DETAIL_TYPE),
+            (True, CONFLICT_EVENT_PENDING, CONFLICT_EVENT_ID, CONFLICT_DETAIL_TYPE),
+        ):
+            if not item.get(pending):
+                continue
+            event_id = str(item[ident])
+            try:
+                self.events.publish(event_detail(item, event_id), detail_type=detail_type)
+            except Exception as exc:  # any failure (refused entry, timeout) leaves it pending
+                failures.append(f"{detail_type} {event_id}: {type(exc).__name__}: {exc}")
+                continue
+            self.store.clear_event(key, event_id, conflict=conflict)
+            published += 1
+        if failures:
+            raise ResultEventPendingError("result event not published, kept pending: " + "; ".join(failures))
+        return published
 
 
 def _trace_summary(observation: Observation) -> dict[str, Any]:

@@ -1,32 +1,68 @@
 """The results table: one item per refund, written with conditional updates.
 
-Rules (architecture.md, "Stored item"): a final status is never overwritten by a weaker
-observation; counters use atomic ``ADD`` so concurrent writers cannot lose an update; only the
-loop that owns the current ``generation`` may close the item.
+Rules (architecture.md, "Stored item"; docs/internals.md, "Results table"):
+
+- identity: every id form of a refund (``r:<refundId>``, ``rr:<refundRequestId>``) has an alias item naming the
+  refund item, created with ``attribute_not_exists`` and read with strongly consistent reads, so messages with
+  any mix of a refund's ids meet on one item without the eventually consistent index;
+- windows: every write of a poll is conditional on the window it belongs to (``windowId``, still polling), so a
+  superseded loop cannot write and ends;
+- finality: a final status is never overwritten by a weaker observation nor by the opposite final status (that
+  is recorded as a conflict); counters use atomic ``ADD`` so concurrent writers cannot lose an update;
+- outbox: the write that closes a window also marks its result event pending (``eventPending``, ``eventId``);
+  the flag is cleared only after the event was published.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from refund_core.domain.claim import IDLE, POLLING, ClaimVerdict, judge_claim
-from refund_core.domain.inquiry import InquiryMessage, item_key
+from refund_core.domain.claim import (
+    CONFLICT_EVENT_ID,
+    CONFLICT_EVENT_PENDING,
+    EVENT_ID,
+    EVENT_PENDING,
+    IDLE,
+    POLLING,
+    ClaimVerdict,
+    has_pending_event,
+    judge_claim,
+)
+from refund_core.domain.inquiry import (
+    ALIAS_PREFIX,
+    REFUND_ID,
+    REQUEST_ID,
+    InquiryMessage,
+    RefundRef,
+    new_window_id,
+)
 from refund_core.domain.outcome import Observation, Status
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 REFUND_ID_INDEX = "refundId-index"
-_INTERNAL = frozenset({"pk", "refundIdKey", "claimMessageId"})
+SUPERSEDED_REASON = "superseded by a newer window"
+_INTERNAL = frozenset({"pk", "refundIdKey", "claimMessageId", "aliasedIds"})
+_OUTBOX_FLAGS = frozenset({EVENT_PENDING, CONFLICT_EVENT_PENDING, EVENT_ID, CONFLICT_EVENT_ID})
 # Statuses an observation may write; UNKNOWN (a failed poll) leaves the stored status as it was.
 _STATUS_WRITERS = frozenset({Status.SUCCESS, Status.FAIL, Status.PROCESSING, Status.NOT_FOUND})
+# An alias outlives every write of its refund item: the item's expiry moves with each poll of a window (at most
+# the state machine's 30-minute timeout after the claim), the alias's is set this much further at each claim.
+ALIAS_TTL_MARGIN_SECONDS = 2 * 86400
+_ALIAS_REFRESH_SECONDS = 86400
+# How long after a close only the closer (or its retry) publishes the window's pending event.
+OUTBOX_GRACE_SECONDS = 60
 _serializer, _deserializer = TypeSerializer(), TypeDeserializer()
+
+WriteOutcome = Literal["written", "superseded", "closed"]
 
 
 class ClaimContendedError(RuntimeError):
@@ -34,10 +70,61 @@ class ClaimContendedError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """The polling window a write belongs to: ``windowId`` (random per claim) or, for loops started before
+    window ids existed, the claim's ``generation``."""
+
+    generation: int
+    window_id: str | None = None
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Window:
+        return cls(int(state["generation"]), state.get("windowId"))
+
+    def holds(self, item: Mapping[str, Any] | None) -> bool:
+        """True while ``item`` is still in this window and polling."""
+        return item is not None and self.owns(item) and item.get("pollingState") == POLLING
+
+    def owns(self, item: Mapping[str, Any] | None) -> bool:
+        if not item:
+            return False
+        if self.window_id is not None:
+            return item.get("windowId") == self.window_id
+        return int(item.get("generation", 0)) == self.generation
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     proceed: bool
     reason: str
     generation: int = 0
+    window_id: str | None = None
+    # The item as read when it still had a result event to publish (see ``may_publish``); ``blocked``: this message
+    # wants a new window, which cannot open before that event is published.
+    pending: dict[str, Any] | None = None
+    blocked: bool = False
+
+    @property
+    def window(self) -> Window:
+        return Window(self.generation, self.window_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Which refund item a message's ids name (``key``) and the forms that disagreed (ids of another item)."""
+
+    key: str
+    unlinked: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a window's write did: ``written``; ``superseded`` (a newer window owns the item: nothing written);
+    ``closed`` (this window was closed already, e.g. a retried invocation: nothing written)."""
+
+    outcome: WriteOutcome
+    item: dict[str, Any] = field(default_factory=dict)  # the stored item after the write (or as found)
+    conflict: dict[str, Any] | None = None  # the final-status conflict this write recorded
 
 
 class DynamoDbRefundStore:
@@ -52,38 +139,119 @@ class DynamoDbRefundStore:
         answer = self._client.get_item(TableName=self._table, Key={"pk": {"S": key}}, ConsistentRead=True)
         return load_item(answer["Item"]) if "Item" in answer else None
 
+    # -- identity ---------------------------------------------------------------------------------------------
+
+    def resolve(self, message: InquiryMessage, *, now: float) -> Resolution:
+        """The refund item this message's ids belong to, binding aliases for the forms not seen before.
+
+        Forms are bound in ``message.refs`` order (``r:`` before ``rr:``), each with a conditional put: two
+        messages sharing a form meet on that form's alias item and the loser adopts the winner's target, so
+        concurrent messages with overlapping ids always agree on one item (docs/internals.md, "Identity").
+        """
+        refs = message.refs
+        found = {ref: self._alias(ref) for ref in refs}
+        known = [alias["target"] for alias in found.values() if alias]
+        wanted = known[0] if known else message.proposed_ref.item_key
+        key: str | None = None
+        unlinked: list[str] = []
+        for ref in refs:
+            alias = found[ref]
+            if alias is None or int(alias.get("expiresAt", 0)) < now + self._ttl_seconds + _ALIAS_REFRESH_SECONDS:
+                target = self._bind_alias(ref, alias["target"] if alias else (key or wanted), now)
+            else:
+                target = str(alias["target"])
+            if key is None:
+                key = target
+            elif target != key:
+                unlinked.append(ref.form)  # already bound to another item: see "what it cannot link"
+        assert key is not None  # a valid message carries at least one id
+        return Resolution(key, tuple(unlinked))
+
+    def find_key(
+        self, provider: str, merchant: str, *, refund_id: str | None = None, refund_request_id: str | None = None
+    ) -> str | None:
+        """The key of the refund item known by either id (request id first), without binding anything."""
+        for kind, value in ((REQUEST_ID, refund_request_id), (REFUND_ID, refund_id)):
+            if value:
+                alias = self._alias(RefundRef(provider, merchant, kind, value))
+                if alias:
+                    return str(alias["target"])
+        return None
+
     def key_for_refund_id(self, provider: str, merchant: str, refund_id: str) -> str | None:
-        """The key of the item that knows this provider refund id, if any (via the GSI)."""
-        answer = self._client.query(
-            TableName=self._table,
-            IndexName=REFUND_ID_INDEX,
-            KeyConditionExpression="refundIdKey = :k",
-            ExpressionAttributeValues={":k": {"S": item_key(provider, merchant, refund_id)}},
-            Limit=1,
-        )
-        items = answer.get("Items", [])
-        return items[0]["pk"]["S"] if items else None
+        """The key of the item that knows this provider refund id, if any (strongly consistent: its alias)."""
+        return self.find_key(provider, merchant, refund_id=refund_id)
+
+    def _alias(self, ref: RefundRef) -> dict[str, Any] | None:
+        return self.get(ref.alias_key)
+
+    def _bind_alias(self, ref: RefundRef, key: str, now: float) -> str:
+        """Point ``ref``'s alias at ``key`` unless it already names another item; returns the item it names."""
+        update = _Update().set("target", key, if_absent=True)
+        update.set("expiresAt", int(now) + self._ttl_seconds + ALIAS_TTL_MARGIN_SECONDS)
+        target = update.name("target")
+        condition = f"attribute_not_exists({target}) OR {target} = {update.value(key)}"
+        _, item = self._apply(ref.alias_key, update, condition)  # on a failed condition: the alias as it is
+        return str(item["target"])
+
+    def _learn_aliases(self, key: str, item: dict[str, Any], observation: Observation, now: float) -> dict[str, Any]:
+        """Bind the ids a trusted answer revealed (the provider's refundId, typically) to this item."""
+        if not observation.verified or observation.distrust:
+            return item
+        provider, merchant, _ = key.split("#", 2)
+        bound = set(item.get("aliasedIds") or ())
+        revealed = [
+            RefundRef(provider, merchant, kind, value)
+            for kind, value in ((REFUND_ID, observation.refund_id), (REQUEST_ID, observation.refund_request_id))
+            if value
+        ]
+        new = [ref for ref in revealed if ref.form not in bound]
+        if not new or len(new) == len(revealed):  # an answer must confirm an id we know before it may add one
+            return item
+        update = _Update()
+        for ref in new:
+            if self._bind_alias(ref, key, now) != key:  # the other id already started an item of its own
+                update.set("unlinkedIds", sorted({*(item.get("unlinkedIds") or ()), ref.form}))
+        update.add_to_set("aliasedIds", {ref.form for ref in new})
+        ok, after = self._apply(key, update, "attribute_exists(pk)")
+        return after if ok else item
+
+    # -- claims -----------------------------------------------------------------------------------------------
 
     def claim(self, message: InquiryMessage, key: str, *, message_id: str, now: float, window_end: float) -> Claim:
-        """Take the right to poll this refund for one window (optimistic lock on ``generation``)."""
+        """Take the right to poll this refund for one new window (optimistic lock on ``generation``).
+
+        A claim never proceeds over an unpublished result event (``pending``): the caller publishes it first,
+        so a new window's close cannot overwrite it.
+        """
         for _ in range(3):
             item = self.get(key)
             verdict: ClaimVerdict = judge_claim(item, message_id=message_id, force=message.force, now=now)
+            if has_pending_event(item):
+                blocked = verdict.verdict != "skip"
+                return Claim(False, verdict.reason, pending=item, blocked=blocked)
             if verdict.verdict == "skip":
                 return Claim(False, verdict.reason)
             generation = int((item or {}).get("generation", 0))
-            if verdict.verdict == "resume":
-                return Claim(True, verdict.reason, generation)
-            if self._try_claim(message, key, message_id, generation, now, window_end):
-                return Claim(True, verdict.reason, generation + 1)
+            window_id = new_window_id()
+            if self._try_claim(message, key, message_id, generation, window_id, now, window_end):
+                return Claim(True, verdict.reason, generation + 1, window_id)
         raise ClaimContendedError(f"could not claim {key}: concurrent writers")
 
     def _try_claim(
-        self, message: InquiryMessage, key: str, message_id: str, generation: int, now: float, window_end: float
+        self,
+        message: InquiryMessage,
+        key: str,
+        message_id: str,
+        generation: int,
+        window_id: str,
+        now: float,
+        window_end: float,
     ) -> bool:
         update = (
             _Update()
             .set("generation", generation + 1)
+            .set("windowId", window_id)
             .set("pollingState", POLLING)
             .set("claimMessageId", message_id)
             .set("claimedAt", _iso(now))
@@ -103,59 +271,102 @@ class DynamoDbRefundStore:
             if value:
                 update.set(attribute, value)
         if message.refund_id:
-            update.set("refundIdKey", item_key(message.provider, message.merchant, message.refund_id))
+            update.set(
+                "refundIdKey", RefundRef(message.provider, message.merchant, REFUND_ID, message.refund_id).item_key
+            )
+        update.add_to_set("aliasedIds", {ref.form for ref in message.refs})
         generation_name = update.name("generation")
-        condition = f"attribute_not_exists(pk) OR {update.generation_is(generation)}"
+        same = f"attribute_not_exists(pk) OR {update.generation_is(generation)}"
         if generation == 0:
-            condition += f" OR attribute_not_exists({generation_name})"
-        return self._apply(key, update, condition) is not None
+            same += f" OR attribute_not_exists({generation_name})"
+        condition = f"({same}) AND {update.flag_off(EVENT_PENDING)} AND {update.flag_off(CONFLICT_EVENT_PENDING)}"
+        ok, _ = self._apply(key, update, condition)
+        return ok
 
-    def record(self, key: str, observation: Observation, *, now: float) -> None:
-        """Store one observation: counters always, the status only when it does not regress."""
-        if observation.status in _STATUS_WRITERS:
-            update = self._observed(key, observation, _status_fields(observation), now)
-            condition = None if observation.final else update.not_final()
-            if self._apply(key, update, condition) is not None:
-                return
-            # The item is final and this observation is not: keep the counters, leave the status alone.
-        counters = self._counters(observation, now)
-        if observation.status is Status.ERROR:  # the refusal's code is what an operator needs; close sets the status
-            counters.set("result", _status_fields(observation)["result"])
-        self._apply(key, counters)
+    def set_execution(self, key: str, window: Window, execution_arn: str) -> bool:
+        """Record the loop's ARN; False when the window was superseded meanwhile (that loop will end itself)."""
+        update = _Update().set("executionArn", execution_arn)
+        ok, _ = self._apply(key, update, update.in_window(window))
+        return ok
+
+    # -- a window's writes ------------------------------------------------------------------------------------
+
+    def record(self, key: str, window: Window, observation: Observation, *, now: float) -> Written:
+        """Store one observation of a window that goes on polling: counters always, the status when it does not
+        regress, nothing at all when the window is no longer the item's."""
+        return self._write(key, window, observation, None, None, now)
 
     def record_and_close(
-        self, key: str, generation: int, observation: Observation, status: Status, reason: str | None, *, now: float
-    ) -> dict[str, Any]:
-        """The window's last observation and its close as one conditional write; returns the stored item.
+        self,
+        key: str,
+        window: Window,
+        observation: Observation | None,
+        status: Status,
+        reason: str | None,
+        *,
+        now: float,
+    ) -> Written:
+        """The window's last observation and its close as one conditional write, marking its result event pending.
 
-        One write, not two: the final answer and the end of the window appear together (no reader sees a final
-        status on an item still polling), and the commonest refund, final at its first poll, costs one write
-        less. When the item is not as this window expects (a newer window owns it, or it is final and this
-        observation is not), or the observation does not write a status, it falls back to ``record`` then
-        ``close``, whose conditions sort those cases out.
+        One write: the final answer, the end of the window and the outbox flag appear together (no reader sees a
+        final status on an item still polling; a crash after this write cannot lose the event).
         """
-        if observation.status in _STATUS_WRITERS and observation.final == status.final:
-            fields = {**_status_fields(observation), "status": status.value}
-            update = self._observed(key, observation, fields, now)
-            update.set("pollingState", IDLE).set("resolvedAt", _iso(now)).set("reason", reason)
-            condition = update.generation_is(generation)
-            if not status.final:
-                condition += f" AND {update.not_final()}"
-            item = self._apply(key, update, condition)
-            if item is not None:
-                return public_view(item)
-        self.record(key, observation, now=now)
-        return self.close(key, generation, status, reason, now=now)
+        return self._write(key, window, observation, status, reason, now)
 
-    def _observed(self, key: str, observation: Observation, fields: Mapping[str, Any], now: float) -> _Update:
-        """The counters plus what the observation says about the refund."""
-        update = self._counters(observation, now)
-        for attribute, value in fields.items():
-            update.set(attribute, value)
-        if observation.refund_id:  # the provider revealed its id: make the item findable by it
-            provider, merchant, _ = key.split("#", 2)
-            update.set("refundIdKey", item_key(provider, merchant, observation.refund_id))
-        return update
+    def close(self, key: str, window: Window, status: Status, reason: str | None, *, now: float) -> Written:
+        """End a window without a new observation."""
+        return self._write(key, window, None, status, reason, now)
+
+    def _write(
+        self,
+        key: str,
+        window: Window,
+        observation: Observation | None,
+        closing: Status | None,
+        reason: str | None,
+        now: float,
+    ) -> Written:
+        keep_status = False  # set once the item turned out final and this write would change its status
+        stored_final: dict[str, Any] | None = None
+        for _ in range(3):
+            update = self._counters(observation, now) if observation else _Update()
+            written = None if keep_status else _written_status(observation, closing)
+            if observation is not None:
+                for attribute, value in _observation_fields(observation, full=written is not None).items():
+                    update.set(attribute, value)
+                fields_written = written is not None and observation.status in _STATUS_WRITERS
+                if fields_written and observation.refund_id and not observation.distrust:  # for the index (unused)
+                    provider, merchant, _ = key.split("#", 2)
+                    update.set("refundIdKey", RefundRef(provider, merchant, REFUND_ID, observation.refund_id).item_key)
+            condition = update.in_window(window)
+            if written is not None:
+                update.set("status", written.value).set("final", written.final)
+                if written.final:
+                    update.set("finalAt", _iso(now), if_absent=True)
+                    update.set("finalVerified", bool(observation and observation.verified), if_absent=True)
+                    condition += (
+                        f" AND ({update.not_final()} OR {update.name('status')} = {update.value(written.value)})"
+                    )
+                else:
+                    condition += f" AND {update.not_final()}"
+            conflict = None
+            if stored_final is not None and observation is not None and _contradicts(stored_final, observation):
+                conflict = _conflict(stored_final, observation, now)
+                update.set("finalConflict", conflict).add("finalConflictCount", 1)
+                update.set(CONFLICT_EVENT_PENDING, True).set(CONFLICT_EVENT_ID, uuid.uuid4().hex)
+            if closing is not None:
+                update.set("pollingState", IDLE).set("resolvedAt", _iso(now)).set("reason", reason)
+                update.set(EVENT_PENDING, True).set(EVENT_ID, uuid.uuid4().hex)
+            ok, item = self._apply(key, update, condition)
+            if ok:
+                if observation is not None:
+                    item = self._learn_aliases(key, item, observation, now)
+                return Written("written", item, conflict)
+            if not window.holds(item):
+                owned = window.owns(item) and item.get("pollingState") == IDLE
+                return Written("closed" if owned else "superseded", item)
+            keep_status, stored_final = True, item  # still our window: the item is final, keep its status
+        raise ClaimContendedError(f"could not write {key}: concurrent writers")
 
     def _counters(self, observation: Observation, now: float) -> _Update:
         return (
@@ -167,28 +378,21 @@ class DynamoDbRefundStore:
             .set("expiresAt", int(now) + self._ttl_seconds)
         )
 
-    def set_execution(self, key: str, generation: int, execution_arn: str) -> None:
-        update = _Update().set("executionArn", execution_arn)
-        self._apply(key, update, update.generation_is(generation))
+    # -- the outbox -------------------------------------------------------------------------------------------
 
-    def close(self, key: str, generation: int, status: Status, reason: str | None, *, now: float) -> dict[str, Any]:
-        """End this generation's window with ``status``; returns the stored item (the event's detail)."""
+    def clear_event(self, key: str, event_id: str, *, conflict: bool = False) -> bool:
+        """Mark a published event done, only if it is still the pending one (a newer close keeps its own)."""
+        pending, ident = (CONFLICT_EVENT_PENDING, CONFLICT_EVENT_ID) if conflict else (EVENT_PENDING, EVENT_ID)
+        update = _Update().set(pending, False)
+        condition = f"{update.name(ident)} = {update.value(event_id)} AND {update.name(pending)} = {update.value(True)}"
+        ok, _ = self._apply(key, update, condition)
+        return ok
 
-        def closing() -> _Update:
-            return _Update().set("pollingState", IDLE).set("resolvedAt", _iso(now)).set("reason", reason)
+    def _apply(self, key: str, update: _Update, condition: str | None = None) -> tuple[bool, dict[str, Any]]:
+        """One UpdateItem: (True, item after) or, when the condition failed, (False, item as it was).
 
-        update = closing().set("status", status.value)
-        condition = update.generation_is(generation)
-        if not status.final:
-            condition += f" AND {update.not_final()}"
-        item = self._apply(key, update, condition)
-        if item is None:  # a final status stays, or a newer window owns the item: close only our window
-            update = closing()
-            item = self._apply(key, update, update.generation_is(generation)) or self.get(key)
-        return public_view(item or {})
-
-    def _apply(self, key: str, update: _Update, condition: str | None = None) -> dict[str, Any] | None:
-        """One UpdateItem; None when the condition failed. Other client errors propagate (the caller retries)."""
+        Other client errors propagate (the caller retries).
+        """
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": {"pk": {"S": key}},
@@ -199,11 +403,14 @@ class DynamoDbRefundStore:
         }
         if condition:
             request["ConditionExpression"] = condition
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        if not request["ExpressionAttributeValues"]:
+            del request["ExpressionAttributeValues"]
         try:
             answer = self._client.update_item(**request)
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return None
-        return load_item(answer.get("Attributes", {}))
+        except self._client.exceptions.ConditionalCheckFailedException as exc:
+            return False, load_item(exc.response.get("Item", {}))  # type: ignore[arg-type]
+        return True, load_item(answer.get("Attributes", {}))
 
 
 class _Update:
@@ -238,32 +445,82 @@ class _Update:
         self._adds.append(f"{self.name(attribute)} {self.value(amount)}")
         return self
 
+    def add_to_set(self, attribute: str, members: Iterable[str]) -> _Update:
+        distinct = {*members}
+        if distinct:
+            self._adds.append(f"{self.name(attribute)} {self.value(distinct)}")
+        return self
+
     def expression(self) -> str:
         parts = [f"SET {', '.join(self._sets)}"] if self._sets else []
         return " ".join(parts + ([f"ADD {', '.join(self._adds)}"] if self._adds else []))
 
     def not_final(self) -> str:
-        final = self.name("final")
-        return f"(attribute_not_exists({final}) OR {final} = {self.value(False)})"
+        return self.flag_off("final")
+
+    def flag_off(self, attribute: str) -> str:
+        flag = self.name(attribute)
+        return f"(attribute_not_exists({flag}) OR {flag} = {self.value(False)})"
 
     def generation_is(self, generation: int) -> str:
         return f"{self.name('generation')} = {self.value(generation)}"
 
+    def in_window(self, window: Window) -> str:
+        """The item is still in ``window`` and polling: the condition of every write a loop makes."""
+        polling = f"{self.name('pollingState')} = {self.value(POLLING)}"
+        if window.window_id is None:
+            return f"{self.generation_is(window.generation)} AND {polling}"
+        return f"{self.name('windowId')} = {self.value(window.window_id)} AND {polling}"
+
 
 def public_view(item: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored outcome as merchants see it (events, CLI): no internal bookkeeping."""
+    """The stored outcome as merchants see it (CLI): no internal bookkeeping."""
     return {k: v for k, v in item.items() if k not in _INTERNAL}
 
 
-def _status_fields(observation: Observation) -> dict[str, Any]:
+def event_detail(item: Mapping[str, Any], event_id: str) -> dict[str, Any]:
+    """A result event's detail: the stored outcome with the event's id (consumers dedupe by it), no outbox flags."""
+    return {**{k: v for k, v in public_view(item).items() if k not in _OUTBOX_FLAGS}, "eventId": event_id}
+
+
+def may_publish(item: Mapping[str, Any], *, message_id: str | None, now: float) -> bool:
+    """Whether a touch of the item may publish its pending events now.
+
+    The window's closer publishes right after its close; a retry of the closer (the same message redelivered, or
+    a retried poll of the same window) may publish at once. Anyone else waits ``OUTBOX_GRACE_SECONDS`` after the
+    close, so two live publishers of one event are not the normal case of a duplicate message.
+    """
+    if message_id is not None and item.get("claimMessageId") == message_id:
+        return True
+    closed = _epoch(item.get("resolvedAt"))
+    return closed is None or now - closed >= OUTBOX_GRACE_SECONDS
+
+
+def is_refund_item(item: Mapping[str, Any]) -> bool:
+    """False for the alias items that share the table with refund items."""
+    return not str(item.get("pk", "")).startswith(ALIAS_PREFIX)
+
+
+def _written_status(observation: Observation | None, closing: Status | None) -> Status | None:
+    """The status this write sets: the window's outcome when it closes, else what the provider said."""
+    if closing is not None:
+        return closing
+    if observation is not None and observation.status in _STATUS_WRITERS:
+        return observation.status
+    return None
+
+
+def _observation_fields(observation: Observation, *, full: bool) -> dict[str, Any]:
+    """What the observation says about the refund; only its ``result`` when the stored status must stay."""
+    result = {
+        "code": observation.result.code,
+        "status": observation.result.status,
+        "message": observation.result.message,
+    }
+    if not full or observation.status not in _STATUS_WRITERS:
+        return {"result": result} if observation.status is Status.ERROR else {}
     fields: dict[str, Any] = {
-        "status": observation.status.value,
-        "final": observation.final,
-        "result": {
-            "code": observation.result.code,
-            "status": observation.result.status,
-            "message": observation.result.message,
-        },
+        "result": result,
         "refundId": observation.refund_id,
         "refundRequestId": observation.refund_request_id,
         "amount": (
@@ -275,6 +532,32 @@ def _status_fields(observation: Observation) -> dict[str, Any]:
         "failReason": observation.fail_reason,
     }
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def _contradicts(stored: Mapping[str, Any] | None, observation: Observation | None) -> bool:
+    """True when a final answer is the opposite of the final status stored (SUCCESS after FAIL or back)."""
+    if stored is None or observation is None or not observation.final or not stored.get("final"):
+        return False
+    return stored.get("status") != observation.status.value
+
+
+def _conflict(stored: Mapping[str, Any], observation: Observation, now: float) -> dict[str, Any]:
+    """Both final answers, when each came and whether each was verified (docs/internals.md, "Final conflicts")."""
+    return {
+        "stored": {
+            "status": stored.get("status"),
+            "at": stored.get("finalAt") or stored.get("resolvedAt"),
+            "verified": stored.get("finalVerified"),
+            "resultCode": (stored.get("result") or {}).get("code"),
+        },
+        "observed": {
+            "status": observation.status.value,
+            "at": _iso(now),
+            "verified": observation.verified,
+            "resultCode": observation.result.code,
+            "reason": observation.reason,
+        },
+    }
 
 
 def _observation_summary(observation: Observation) -> dict[str, Any]:
@@ -301,8 +584,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | set):
-        return [_plain(v) for v in value]
+        return sorted(_plain(v) for v in value) if isinstance(value, set) else [_plain(v) for v in value]
     return value
+
+
+def _epoch(iso: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp() if iso else None
+    except ValueError:
+        return None
 
 
 def _iso(epoch: float) -> str:

@@ -4,6 +4,9 @@
 - a second message while a poll is running does not start a second loop;
 - a refund already final is not polled again unless ``force``;
 - a refund whose last window ended (unresolved, not found, error) can be polled again.
+
+Every claim, a resume included, opens a new window (a new ``windowId``): a loop a crashed starter may
+already have started belongs to the old window, and its next write fails, so it ends (docs/internals.md).
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ IDLE = "IDLE"
 STALE_CLAIM_GRACE_SECONDS = 120
 
 Verdict = Literal["claim", "resume", "skip"]
+# The item's outbox (docs/internals.md, "Result events"): a result event stored but not yet published.
+EVENT_PENDING = "eventPending"
+EVENT_ID = "eventId"
+CONFLICT_EVENT_PENDING = "conflictEventPending"
+CONFLICT_EVENT_ID = "conflictEventId"
+
+
+def has_pending_event(item: Mapping[str, Any] | None) -> bool:
+    """True when a closed window's result (or conflict) event has not been published yet."""
+    return bool(item and (item.get(EVENT_PENDING) or item.get(CONFLICT_EVENT_PENDING)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +46,7 @@ def judge_claim(item: Mapping[str, Any] | None, *, message_id: str, force: bool,
     polling = item.get("pollingState") == POLLING
     if item.get("claimMessageId") == message_id:
         if polling and not item.get("executionArn"):
-            return ClaimVerdict("resume", "redelivery of the message that claimed this refund")
+            return ClaimVerdict("resume", "redelivery of the message that claimed this refund (new window)")
         return ClaimVerdict("skip", "redelivery of a message already handled")
     if item.get("final") and not force:
         return ClaimVerdict("skip", f"refund already final ({item.get('status')}); send force=true to poll again")

@@ -8,7 +8,9 @@ and the polling policy.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,12 @@ from typing import Any
 DEFAULT_MERCHANT = "default"
 MAX_EXECUTION_NAME = 80
 _NAME_UNSAFE = re.compile(r"[^0-9A-Za-z_-]+")
+_WINDOW_ID = re.compile(r"[0-9a-z]{1,32}")
+REQUEST_ID = "rr"  # id kind tag of the merchant's refundRequestId in keys and names
+REFUND_ID = "r"  # id kind tag of the provider's refundId
+ALIAS_PREFIX = "alias#"  # alias items' keys; no provider is called "alias", so they never meet a refund item
+KEY_DIGEST_CHARS = 12  # 48 bits of the exact key
+WINDOW_ID_BYTES = 8  # 64 random bits per window: 16 hex characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +56,27 @@ class InquiryMessage:
         )
 
     @property
-    def primary_id(self) -> str:
-        """The id the item is keyed by: the merchant's request id when known, as merchants look refunds up by it."""
-        value = self.refund_request_id or self.refund_id
-        assert value is not None  # the schema requires one of them
-        return value
+    def refs(self) -> tuple[RefundRef, ...]:
+        """The refund's id forms this message carries, in the order aliases are bound (docs/internals.md).
+
+        The provider's ``refundId`` comes first: it is the form a message with only that id shares with a
+        message carrying both, so the two contend for the same alias item and cannot create two refunds.
+        """
+        forms = ((REFUND_ID, self.refund_id), (REQUEST_ID, self.refund_request_id))
+        return tuple(RefundRef(self.provider, self.merchant, kind, value) for kind, value in forms if value)
+
+    @property
+    def proposed_ref(self) -> RefundRef:
+        """The id a new item is keyed by: the merchant's request id when known, as merchants look refunds up by it."""
+        if self.refund_request_id:
+            return RefundRef(self.provider, self.merchant, REQUEST_ID, self.refund_request_id)
+        assert self.refund_id is not None  # the schema requires one of them
+        return RefundRef(self.provider, self.merchant, REFUND_ID, self.refund_id)
 
     @property
     def key(self) -> str:
-        return item_key(self.provider, self.merchant, self.primary_id)
+        """The key a refund first seen with this message gets (an earlier message may have keyed it otherwise)."""
+        return self.proposed_ref.item_key
 
     def as_state(self, key: str) -> dict[str, Any]:
         """The ``inquiry`` part of the state machine input (no secrets)."""
@@ -71,24 +91,75 @@ class InquiryMessage:
         return state
 
 
-def item_key(provider: str, merchant: str, refund_key: str) -> str:
-    """The results table key of a refund: ``<provider>#<merchant>#<id>``."""
-    return f"{provider}#{merchant}#{refund_key}"
+@dataclass(frozen=True, slots=True)
+class RefundRef:
+    """One exact form of a refund's identity: provider, merchant profile, which id (``rr``/``r``) and its value."""
+
+    provider: str
+    merchant: str
+    kind: str  # REQUEST_ID ("rr": the merchant's refundRequestId) or REFUND_ID ("r": the provider's refundId)
+    value: str
+
+    @property
+    def item_key(self) -> str:
+        """``<provider>#<merchant>#<kind>:<id>``: the kind tag keeps a refundId "X" apart from a refundRequestId "X"."""
+        return f"{self.provider}#{self.merchant}#{self.kind}:{self.value}"
+
+    @property
+    def alias_key(self) -> str:
+        """The alias item naming the refund item this id form belongs to (never a refund item's key)."""
+        return ALIAS_PREFIX + self.item_key
+
+    @property
+    def form(self) -> str:
+        """``<kind>:<id>``, as kept in the item's ``aliasedIds``."""
+        return f"{self.kind}:{self.value}"
+
+    @classmethod
+    def from_item_key(cls, key: str) -> RefundRef:
+        provider, merchant, rest = key.split("#", 2)
+        kind, value = rest.split(":", 1)
+        if kind not in (REQUEST_ID, REFUND_ID):
+            raise ValueError(f"item key: unknown id kind {kind!r}")
+        return cls(provider, merchant, kind, value)
 
 
-def execution_name(provider: str, merchant: str, refund_key: str, generation: int) -> str:
-    """A readable, unique execution name: ``<provider>-<merchant>-<id>-g<generation>``.
+def item_key(
+    provider: str, merchant: str, *, refund_request_id: str | None = None, refund_id: str | None = None
+) -> str:
+    """The key of the item a refund gets when first sent with these ids (the request id wins when both are given)."""
+    message = InquiryMessage(
+        provider=provider, merchant=merchant, refund_id=refund_id, refund_request_id=refund_request_id
+    )
+    if not message.refs:
+        raise ValueError("item key: give refund_request_id or refund_id")
+    return message.key
 
-    Characters outside ``[0-9A-Za-z_-]`` become ``_``; a name over 80 characters keeps its head
-    and replaces the tail with a hash of the whole, so support staff still find it by refund id.
+
+def new_window_id() -> str:
+    """A window's token: random, so no name is reused after TTL deleted the item and generation restarted at 1."""
+    return secrets.token_hex(WINDOW_ID_BYTES)
+
+
+def key_digest(ref: RefundRef) -> str:
+    """A short hash of the exact key: two refunds whose readable names sanitise alike still get different names."""
+    exact = json.dumps([ref.provider, ref.merchant, ref.kind, ref.value], ensure_ascii=False)
+    return hashlib.sha256(exact.encode()).hexdigest()[:KEY_DIGEST_CHARS]
+
+
+def execution_name(ref: RefundRef, generation: int, window_id: str) -> str:
+    """``<provider>-<id prefix>-<key hash>-g<generation>-<window id>``, within ``[0-9A-Za-z_-]`` and 80 characters.
+
+    The head is readable (support staff search the console by provider and id prefix: characters outside
+    ``[0-9A-Za-z_-]`` become ``_``, the id is cut to fit); the hash of the exact key (provider, merchant, id
+    kind, id) makes distinct refunds differ, and the window id, random per claim, makes windows differ, even
+    after the item was deleted and its generation restarted at 1.
     """
-    readable = _NAME_UNSAFE.sub("_", f"{provider}-{merchant}-{refund_key}")
-    suffix = f"-g{generation}"
-    if len(readable) + len(suffix) <= MAX_EXECUTION_NAME:
-        return readable + suffix
-    digest = hashlib.sha256(f"{provider}\0{merchant}\0{refund_key}".encode()).hexdigest()[:12]
-    head = readable[: MAX_EXECUTION_NAME - len(suffix) - len(digest) - 1]
-    return f"{head}-{digest}{suffix}"
+    if not _WINDOW_ID.fullmatch(window_id):
+        raise ValueError("window id: must be 1-32 characters of [0-9a-z]")
+    tail = f"-{key_digest(ref)}-g{generation}-{window_id}"
+    head = f"{ref.provider}-{_NAME_UNSAFE.sub('_', ref.value)}"
+    return head[: MAX_EXECUTION_NAME - len(tail)] + tail
 
 
 def _whole(value: Any) -> int | None:

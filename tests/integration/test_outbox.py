@@ -1,0 +1,138 @@
+"""Exactly one result event per closed window, whatever happens to PutEvents or to the process in between.
+
+The events are read from a queue subscribed to the bus on the moto server, as a merchant's consumer reads them;
+PutEvents failures come from the real EventBridge client wrapped so that chosen calls fail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from refund_core.domain.outcome import Status
+from refund_core.service import ResultEventPendingError
+from tests.integration.core_support import Core, answer, core  # the fixture
+
+__all__ = ["core"]
+
+
+class ProcessDied(BaseException):
+    """The Lambda runtime killed the process (timeout, out of memory): nothing after this line runs."""
+
+
+def finished(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["detail-type"] == "Refund Inquiry Finished"]
+
+
+@pytest.mark.parametrize("mode", ["refused", "timeout"])
+def test_a_failed_put_events_is_published_once_when_the_message_is_redelivered(core: Core, mode: str) -> None:
+    body = {"provider": "alipayplus", "merchant": "shop-2", "refundRequestId": "退款 1/2"}
+    core.provider.queue("退款 1/2", answer(Status.SUCCESS, provider="alipayplus"))
+    core.fail_put_events(1, mode)
+
+    with pytest.raises(ResultEventPendingError):  # the starter reports the record: SQS redelivers it
+        core.send(body, message_id="m-1")
+    key = "alipayplus#shop-2#rr:退款 1/2"
+    item = core.store.get(key)
+    assert item is not None and (item["status"], item["eventPending"]) == ("SUCCESS", True)
+    assert core.capture.drain() == []
+
+    again = core.send(body, message_id="m-1")
+    third = core.send(body, message_id="m-1")
+
+    assert (again.action, again.republished, third.republished) == ("skipped", 1, 0)
+    events = core.capture.drain()
+    assert len(events) == 1
+    assert events[0]["detail"]["eventId"] == item["eventId"]
+    assert events[0]["detail"]["status"] == "SUCCESS" and "eventPending" not in events[0]["detail"]
+    assert core.store.get(key)["eventPending"] is False  # type: ignore[index]
+
+
+def test_an_event_delivered_whose_answer_was_lost_is_the_one_duplicate_and_carries_the_same_event_id(
+    core: Core,
+) -> None:
+    body = {"provider": "antom", "refundRequestId": "R:lost"}
+    core.provider.queue("R:lost", answer(Status.SUCCESS))
+    core.fail_put_events(1, "lost-answer")
+    with pytest.raises(ResultEventPendingError):
+        core.send(body, message_id="m-lost")
+    core.send(body, message_id="m-lost")
+
+    events = core.capture.drain()
+    assert len(events) == 2 and len({e["detail"]["eventId"] for e in events}) == 1  # consumers dedupe by it
+
+
+def test_a_process_killed_between_the_close_and_the_publish_publishes_once_on_redelivery(core: Core) -> None:
+    body = {"provider": "antom", "refundRequestId": "R.kill"}
+    core.provider.queue("R.kill", answer(Status.FAIL))
+    publish = core.service.events.publish
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise ProcessDied
+
+    core.service.events.publish = die  # type: ignore[method-assign]
+    with pytest.raises(ProcessDied):
+        core.send(body, message_id="m-kill")
+    core.service.events.publish = publish  # type: ignore[method-assign]
+
+    core.send(body, message_id="m-kill")
+    core.send(body, message_id="m-kill")
+
+    events = core.capture.drain()
+    assert [(e["detail"]["status"], e["detail"]["refundRequestId"]) for e in events] == [("FAIL", "R.kill")]
+
+
+def test_a_retried_poll_publishes_its_closed_windows_event_once(core: Core) -> None:
+    started = core.send({"provider": "antom", "refundRequestId": "R 2"})
+    assert started.action == "polling" and started.poll is not None
+    core.clock.now += 5
+    core.provider.queue("R 2", answer(Status.SUCCESS), answer(Status.FAIL))
+    core.fail_put_events(1)
+
+    with pytest.raises(ResultEventPendingError):  # the state machine retries the task
+        core.service.poll(started.poll.state)
+    retried = core.service.poll(started.poll.state)
+
+    assert (retried.decision.next, retried.decision.status) == ("done", Status.SUCCESS)
+    events = core.capture.drain()
+    assert len(events) == 1 and events[0]["detail"]["status"] == "SUCCESS" and events[0]["detail"]["eventId"]
+    item = core.store.get("antom#default#rr:R 2")
+    assert item is not None and (item["polls"], item["status"]) == (2, "SUCCESS")  # the retry wrote nothing
+
+
+def test_the_next_message_publishes_a_pending_event_before_opening_its_own_window(core: Core) -> None:
+    body = {"provider": "alphapay", "merchant": "a-b", "refundId": "R:3"}
+    started = core.send(body)
+    assert started.poll is not None
+    core.clock.now += 61  # the window runs out: the close records UNRESOLVED
+    core.fail_put_events(1)
+    with pytest.raises(ResultEventPendingError):
+        core.service.poll(started.poll.state)
+    # The state machine's retries ran out too; much later the merchant asks again.
+    core.clock.now += 3600
+    core.provider.queue("R:3", answer(Status.SUCCESS, provider="alphapay"))
+
+    later = core.send(body)
+
+    assert (later.action, later.republished) == ("recorded", 1)
+    events = finished(core.capture.drain())
+    assert [e["detail"]["status"] for e in events] == ["UNRESOLVED", "SUCCESS"]
+    assert len({e["detail"]["eventId"] for e in events}) == 2
+
+
+def test_a_duplicate_arriving_while_the_closer_publishes_leaves_the_event_to_the_closer(core: Core) -> None:
+    body = {"provider": "antom", "refundRequestId": "R 3/dup"}
+    core.provider.queue("R 3/dup", answer(Status.SUCCESS))
+    core.fail_put_events(1)  # stands for "the closer has not cleared the flag yet"
+    with pytest.raises(ResultEventPendingError):
+        core.send(body, message_id="m-closer")
+
+    duplicate = core.send(body, message_id="m-duplicate")  # another copy of the message, moments later
+    assert (duplicate.action, duplicate.republished) == ("skipped", 0)
+    assert core.capture.drain() == []
+
+    core.send(body, message_id="m-closer")  # the closer's message comes back: it publishes
+    core.clock.now += 120
+    core.send(body, message_id="m-late")  # long after: nothing left to publish
+    assert len(core.capture.drain()) == 1
