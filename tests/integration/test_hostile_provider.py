@@ -38,7 +38,7 @@ def hostile() -> Iterator[HostileProvider]:
 
 
 def adapter(hostile: HostileProvider, provider: str) -> Provider:
-    return provider_for(parse_profile(hostile.profile(provider)), timeout=TIMEOUT)
+    return provider_for(parse_profile(hostile.profile(provider), allow_plain_http=True), timeout=TIMEOUT)
 
 
 def ask(hostile: HostileProvider, provider: str, scenario: str, **options: Any) -> tuple[RefundQuery, Any]:
@@ -181,7 +181,7 @@ def test_a_drip_fed_answer_ends_at_the_call_deadline(
 def test_a_host_resolving_to_an_unsafe_address_is_a_configuration_error_and_is_never_contacted(
     hostile: HostileProvider,
 ) -> None:
-    profile = parse_profile(hostile.profile("antom"))
+    profile = parse_profile(hostile.profile("antom"), allow_plain_http=True)
     unsafe = dataclasses.replace(profile, base_url=f"http://{UNSPECIFIED}:{hostile.port}")
     before = len(hostile.requests)
 
