@@ -156,3 +156,16 @@ def test_an_sqs_event_source_runs_at_most_maximum_concurrency_batches(cloud: Loc
 def test_a_function_sees_the_vcpus_of_its_memory_size(cloud: LocalCloud) -> None:
     big = cloud.invoke("BigFunction").payload  # 5400 MB: ceil(5400 / 1769) = 4 vCPUs
     assert big == {"cpuCount": 4, "poolSize": 8}
+
+
+def test_a_throttled_sqs_batch_goes_back_to_the_queue_and_on_to_its_dlq(cloud: LocalCloud) -> None:
+    sqs: SQSClient = cloud.client("sqs")
+    body = json.dumps({"id": "never runs: reserved concurrency 0", "seconds": 0})
+    sqs.send_message(QueueUrl=cloud.deployment.outputs["ThrottledQueueUrl"], MessageBody=body)
+
+    def dead_letters() -> list[Any]:
+        answer = sqs.receive_message(QueueUrl=cloud.deployment.outputs["ThrottledDlqUrl"], WaitTimeSeconds=1)
+        return answer.get("Messages", [])
+
+    dead = eventually(dead_letters, timeout=30)  # received once, throttled, visible again: maxReceiveCount 1
+    assert [message["Body"] for message in dead] == [body]
