@@ -146,7 +146,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 def _inquire_event(refund_request_id: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((ROOT / "events" / "inquire_processing.json").read_text(encoding="utf-8"))
-    event["inquiry"] |= {"refundRequestId": refund_request_id, "key": f"antom#default#{refund_request_id}"}
+    event["inquiry"] |= {"refundRequestId": refund_request_id, "key": f"antom#default#rr:{refund_request_id}"}
     return event
 
 

@@ -31,7 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 def test_trace_shows_an_express_execution_poll_by_poll_from_its_log_records(stack: DevStack) -> None:
     refund_id = "processing2-fail--express-trace"
     send(stack, {"provider": "alphapay", "refundId": refund_id})
-    item = wait_closed(stack, [f"alphapay#default#{refund_id}"])[f"alphapay#default#{refund_id}"]
+    item = wait_closed(stack, [f"alphapay#default#r:{refund_id}"])[f"alphapay#default#r:{refund_id}"]
     assert ":express:" in item["executionArn"]
     args = ("trace", "--provider", "alphapay", "--refund-id", refund_id, "--endpoint-url", stack.cloud.endpoint_url)
 
@@ -56,7 +56,7 @@ def test_trace_shows_an_express_execution_poll_by_poll_from_its_log_records(stac
 def test_trace_says_what_it_cannot_show_when_an_express_state_machine_logs_nothing(stack: DevStack) -> None:
     refund_id = "processing2-success--express-unlogged"
     send(stack, {"provider": "alphapay", "refundId": refund_id})
-    wait_closed(stack, [f"alphapay#default#{refund_id}"])
+    wait_closed(stack, [f"alphapay#default#r:{refund_id}"])
     sfn = stack.client("stepfunctions")
     sfn.update_state_machine(
         stateMachineArn=str(stack.outputs["StateMachineArn"]), loggingConfiguration={"level": "OFF"}
