@@ -71,9 +71,9 @@ def poll_metrics(poll: PollResult) -> list[MetricValue]:
         values.append(MetricValue("UntrustedAnswers", MetricUnit.Count, 1, (("reason", distrust),)))
     if observation.result.status == "F" and observation.result.code in AUTH_ERROR_CODES:
         values.append(MetricValue("ProviderAuthErrors", MetricUnit.Count, 1))
-    # PollResult.conflict (a final status contradicting the stored one) is being added alongside this code: read
-    # it defensively until it exists everywhere.
-    if getattr(poll, "conflict", None):
+    # PollResult.final_conflict (both answers, when the provider contradicted a stored final status) is being
+    # added alongside this code: read it defensively until it is on main.
+    if getattr(poll, "final_conflict", None):
         values.append(MetricValue("FinalStatusConflicts", MetricUnit.Count, 1))
     return values
 
