@@ -16,21 +16,26 @@ from refund_core.domain.polling import EXPRESS_MAX_WINDOW_SECONDS, policies_from
 from refund_core.service import InquiryService
 from refund_core.store import DynamoDbRefundStore
 
-# Time budgets (docs/internals.md, "Time budgets"). A record's provider call gets what the invocation has left
-# minus these margins, so the record's own AWS calls and the handler's return still fit before Lambda's timeout:
+# Time budgets (docs/internals.md, "Timeouts, retries and concurrency"). A provider call gets what the invocation
+# has left minus these margins, so the record's own AWS calls and the handler's return still fit before Lambda's
+# timeout:
 #
 #   remaining ─┬─ SETUP: merchant profile (GetSecretValue when not cached), refundId lookup (Query), claim (UpdateItem)
-#              ├─ provider call: at most the budget (and at most PROVIDER_TOTAL_TIMEOUT)
+#              ├─ provider call: the budget, capped by PROVIDER_TOTAL_TIMEOUT and the adapter's connect + read
 #              ├─ WRITE: observation write or close (UpdateItem), then PutEvents, or StartExecution + ARN write
 #              └─ RETURN: metrics flush, batch response, logs
 #
-# Each AWS call takes tens of milliseconds in-region; the margins leave room for one SDK retry with back-off per
-# call. With the 30 s function timeout a provider call gets at most 30 - 2 - 3 - 1 = 24 s.
-SETUP_MARGIN_SECONDS = 2.0
-WRITE_MARGIN_SECONDS = 3.0
-RETURN_MARGIN_SECONDS = 1.0
+# Each margin covers up to three AWS calls in the function's region (tens of milliseconds each) with one SDK retry
+# and its back-off each. Provider budget = remaining - 3 s: StartInquiry (30 s) 27 s, so PROVIDER_TOTAL_TIMEOUT
+# decides; Inquire (8 s) 5 s. A call that overruns its margin anyway (an AWS call that hangs) is StartInquiry's
+# backstop's business (the record is left for redelivery at RETURN_MARGIN before the end) or, in Inquire, the
+# state machine's retry after Lambda's timeout.
+SETUP_MARGIN_SECONDS = 1.0
+WRITE_MARGIN_SECONDS = 1.5
+RETURN_MARGIN_SECONDS = 0.5
 # Less than this cannot carry a TLS handshake and an answer from a provider in another region: such a record is
-# not started (StartInquiry reports it as a batch item failure, so SQS redelivers it).
+# not started (StartInquiry reports it as a batch item failure, so SQS redelivers it; Inquire fails the attempt,
+# which the state machine retries).
 MIN_PROVIDER_BUDGET_SECONDS = 1.0
 
 
