@@ -84,6 +84,9 @@ class Batch:
         logger.thread_safe_append_keys(messageId=record.message_id)
         try:
             action, values = handle_record(record, self.deadline, self._log_ids)
+        except OutOfTimeError as exc:
+            logger.warning("record not started: left for redelivery", extra={"why": str(exc)})
+            raise
         finally:
             logger.thread_safe_clear_keys()
         with self._lock:
