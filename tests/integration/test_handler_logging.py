@@ -47,7 +47,7 @@ def refund_ids(script: str, count: int, seed: int) -> list[str]:
     for index in range(count):
         head = f"{script}--{index:02d}"
         tail = "".join(draw.choice(ID_ALPHABET) for _ in range(draw.randint(1, 64 - len(head))))
-        ids.append(head + tail.rstrip())  # no trailing space: the schema trims nothing, but keep ids unambiguous
+        ids.append(head + tail)
     return ids
 
 
