@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -100,6 +101,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory, drip: DripServer) -> Iterato
         yield running
 
 
+@contextmanager
+def function_environment(stack: DevStack, function: str, **variables: str) -> Iterator[None]:
+    """The function's environment with ``variables`` set (fresh workers, as after a configuration change in
+    Lambda), restored afterwards."""
+    lambda_client = stack.client("lambda")
+    name = stack.cloud.function_name(function)
+    saved = lambda_client.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    lambda_client.update_function_configuration(FunctionName=name, Environment={"Variables": saved | variables})
+    try:
+        yield
+    finally:
+        lambda_client.update_function_configuration(FunctionName=name, Environment={"Variables": saved})
+
+
 def invoke_timed(stack: DevStack, event: dict[str, Any]) -> tuple[Any, float]:
     """The invocation's result and its duration as Lambda reports it (init excluded, as from the timeout)."""
     result = stack.cloud.invoke("StartInquiryFunction", event)
@@ -135,6 +150,31 @@ def test_a_provider_that_never_finishes_costs_one_unanswered_poll_not_the_batch(
     assert (item["polls"], item["lastObservation"]["status"], item["pollingState"]) == (1, "UNKNOWN", "POLLING")
     for refund in others:
         assert (results.get(f"antom#default#{refund}") or {}).get("status") == "SUCCESS", refund
+
+
+def test_provider_total_timeout_from_the_environment_caps_every_call(stack: DevStack) -> None:
+    (hanging,) = refund_ids("success", 1, seed=24)
+    event = sqs_event({"provider": "antom", "merchant": DRIP_MERCHANT, "refundRequestId": hanging})
+
+    with function_environment(stack, "StartInquiryFunction", PROVIDER_TOTAL_TIMEOUT="2"):
+        result, seconds = invoke_timed(stack, event)
+
+    assert result.function_error is None and failed_ids(result.payload) == [], result.payload
+    assert seconds < 4  # 2 s for the provider, the rest for the claim and the write
+    item = store(stack).get(f"antom#{DRIP_MERCHANT}#{hanging}")
+    assert item is not None and (item["polls"], item["lastObservation"]["status"]) == (1, "UNKNOWN")
+
+
+def test_a_malformed_provider_bound_stops_the_function_naming_the_variable(stack: DevStack) -> None:
+    (refund,) = refund_ids("success", 1, seed=25)
+    with function_environment(stack, "StartInquiryFunction", PROVIDER_MAX_BODY_BYTES="64KiB"):
+        result = stack.cloud.invoke("StartInquiryFunction", sqs_event({"provider": "antom", "refundId": refund}))
+
+    assert result.function_error == "Unhandled"
+    assert (
+        result.payload["errorMessage"] == "PROVIDER_MAX_BODY_BYTES: must be a whole number of at least 1, got '64KiB'"
+    )
+    assert store(stack).get(f"antom#default#{refund}") is None  # nothing was done with a misconfigured adapter
 
 
 def test_a_record_whose_aws_call_hangs_is_left_for_redelivery_and_the_batch_returns_in_time(stack: DevStack) -> None:
