@@ -145,7 +145,7 @@ def substituted_definition(substitutions: dict[str, Any]) -> str:
         "InquireFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:refund-poller-InquireFunction",
         "ResultsTableName": "refund-poller-RefundResultsTable",
         "EventBusName": "default",
-        "MissedPollLimit": "12",
+        "MissedPollLimit": "8",
     }
     assert set(examples) == set(substitutions)
     return re.sub(r"\$\{([^}]+)\}", lambda m: examples[m.group(1)], DEFINITION.read_text(encoding="utf-8"))

@@ -449,7 +449,7 @@ def test_express_stacks_are_refused_missed_polls_at_deployment(sam_template: dic
     assert assertion["Assert"] == {"Fn::Contains": [["", "0"], {"Ref": "MaxMissedPolls"}]}
     # And whatever the parameter says (the local runtime does not evaluate Rules), EXPRESS gets 0.
     assert limit == {
-        "Fn::If": ["IsExpress", "0", {"Fn::If": ["MissedPollsByWorkflowType", "12", {"Ref": "MaxMissedPolls"}]}]
+        "Fn::If": ["IsExpress", "0", {"Fn::If": ["MissedPollsByWorkflowType", "8", {"Ref": "MaxMissedPolls"}]}]
     }
 
 
