@@ -256,15 +256,15 @@ def test_lambda_errors_are_retried_with_backoff_and_jitter(states: dict[str, Sta
         assert retrier["JitterStrategy"] == "FULL"
 
 
-def test_a_poll_lambda_could_not_run_is_made_again_by_the_loop_up_to_a_limit(
+def test_a_poll_that_could_not_be_made_is_made_again_by_the_loop_up_to_a_limit(
     states: dict[str, State], substitutions: dict[str, Any]
 ) -> None:
     task = poll_task(states)
     missed, left = states["Poll missed"], states["Missed polls left?"]
     first, again = states["Count first missed poll"], states["Count missed poll"]
-    pause = states["Wait after missed poll"]
+    throttled, failed = left["Choices"]
 
-    assert {catcher_for(task, error)["Next"] for error in COULD_NOT_RUN} == {"Poll missed"}
+    assert {catcher_for(task, error)["Next"] for error in COULD_NOT_RUN | {"States.TaskFailed"}} == {"Poll missed"}
     assert catcher_for(task, "Lambda.TooManyRequestsException")["ResultPath"] == "$.failure"
     assert missed["Choices"] == [{"Variable": "$.missed", "IsPresent": True, "Next": "Count missed poll"}]
     assert missed["Default"] == "Count first missed poll"
@@ -272,11 +272,19 @@ def test_a_poll_lambda_could_not_run_is_made_again_by_the_loop_up_to_a_limit(
     assert again["Parameters"] == {"polls.$": "States.MathAdd($.missed.polls, 1)", "limit.$": "$.missed.limit"}
     assert {first["ResultPath"], again["ResultPath"]} == {"$.missed"}
     assert {first["Next"], again["Next"]} == {"Missed polls left?"}
-    assert left["Choices"] == [
-        {"Variable": "$.missed.polls", "NumericLessThanEqualsPath": "$.missed.limit", "Next": "Wait after missed poll"}
+    within_limit = {"Variable": "$.missed.polls", "NumericLessThanEqualsPath": "$.missed.limit"}
+    # Lambda did not run it: a long pause (throttling passes, load is shed); the function failed: a short one.
+    assert throttled["And"][0] == within_limit
+    assert throttled["And"][1]["Or"] == [
+        {"Variable": "$.failure.Error", "StringMatches": "Lambda.*"},
+        {"Variable": "$.failure.Error", "StringEquals": "States.Timeout"},
     ]
-    assert left["Default"] == catcher_for(task, "States.TaskFailed")["Next"] == "Record error outcome"
-    assert (pause["Type"], pause["Next"]) == ("Wait", "Ask provider")
+    assert failed == {**within_limit, "Next": "Wait after failed poll"}
+    pauses = {states[throttled["Next"]]["Seconds"], states[failed["Next"]]["Seconds"]}
+    assert pauses == {20, 2}
+    assert {states[throttled["Next"]]["Next"], states[failed["Next"]]["Next"]} == {"Ask provider"}
+    # Past the limit, and for anything else (a bad payload is no transient fault), the refund is recorded ERROR.
+    assert left["Default"] == catcher_for(task, "States.Runtime")["Next"] == "Record error outcome"
     # EXPRESS never retries a lost poll: its 5-minute arithmetic has no room for one (see below).
     assert substitutions["MissedPollLimit"]["Fn::If"][:2] == ["IsExpress", "0"]
 
@@ -285,7 +293,7 @@ def test_a_poll_lambda_could_not_run_is_made_again_by_the_loop_up_to_a_limit(
 
 
 def test_a_failed_poll_is_recorded_with_its_event_pending_then_announced_then_cleared(states: dict[str, State]) -> None:
-    record = states[catcher_for(poll_task(states), "States.TaskFailed")["Next"]]
+    record = states[catcher_for(poll_task(states), "States.Runtime")["Next"]]
     parameters = record["Parameters"]
     names, values = parameters["ExpressionAttributeNames"], parameters["ExpressionAttributeValues"]
     prepare = states[record["Next"]]
@@ -367,7 +375,7 @@ def test_standard_executions_end_before_the_state_machine_timeout(
     # Hitting TimeoutSeconds skips every Catch and leaves the item POLLING: the bounds must end the loop first.
     windows = [spec["MaxValue"] for name, spec in template["Parameters"].items() if name.endswith("WindowSeconds")]
     poll = worst_case_seconds(poll_task(states))
-    missed_poll = states["Wait after missed poll"]["Seconds"] + poll
+    missed_poll = max(states[name]["Seconds"] for name in ("Wait after missed poll", "Wait after failed poll")) + poll
     error_path = sum(
         worst_case_seconds(states[n]) for n in ("Record error outcome", "Announce error", "Error announced")
     )
@@ -500,6 +508,26 @@ def test_a_throttled_poll_is_made_again_and_the_refund_gets_its_outcome(
     # The first attempt and its one retry were refused; then the loop paused and polled again.
     assert task_errors(stack, arn).count("Lambda.TooManyRequestsException") == 2
     assert "Wait after missed poll" in entered_states(stack, arn)
+
+
+def test_a_poll_the_function_failed_is_made_again_and_the_refund_gets_its_outcome(stack: DevStack) -> None:
+    refund = f"processing1-fail--crashing-{uuid.uuid4().hex[:8]}"
+    key = f"alipayplus#default#{refund}"
+    stack.cloud.inject_failures("InquireFunction", rate=1.0)  # every attempt of a poll crashes, then none
+    try:
+        send(stack, {"provider": "alipayplus", "refundRequestId": refund, "polling": {"maxDurationSeconds": 60}})
+        arn = execution_of(stack, key)
+        wait_until_entered(stack, arn, {"Poll missed", "Record error outcome"})
+    finally:
+        stack.cloud.inject_failures("InquireFunction", rate=0.0)
+    item = wait_closed(stack, [key], timeout=60)[key]
+    execution = wait_execution(stack, arn, timeout=30)
+
+    assert (item["status"], item["final"]) == ("FAIL", True)
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"])["missed"] == {"polls": 1, "limit": 1}
+    assert task_errors(stack, arn).count("Runtime.ExitError") == 3  # the attempt and its two retries
+    assert "Wait after failed poll" in entered_states(stack, arn)
 
 
 def test_a_poll_lost_more_often_than_the_limit_is_recorded_error_and_announced_once(
