@@ -1,7 +1,11 @@
-"""statemachine/refund_inquiry.asl.json is valid ASL, and shaped as docs/internals.md and issue 3 require.
+"""statemachine/refund_inquiry.asl.json is valid ASL, shaped as docs/internals.md requires, keeps its executions inside
+their time limits by construction, and behaves so when run for real.
 
 moto accepts dangling Next/Catch targets and runs whatever it is given, so the definition is also checked statically:
-with AWS Labs' asl-validator (npm, installed by `npm ci` from package.json) and by walking its transitions.
+with AWS Labs' asl-validator (npm, installed by `npm ci` from package.json) and by walking its transitions. The time
+bounds are computed from the definition's own Retry and TimeoutSeconds fields (docs/internals.md, "Timeouts, retries
+and concurrency"): raising a retry count or a timeout without room for it fails here. The last tests run the real
+definition on the local stack (moto executes it) with Inquire throttled the way Lambda throttles.
 """
 
 from __future__ import annotations
@@ -10,24 +14,44 @@ import json
 import re
 import shutil
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.awslambda.models import LambdaFunction
+from moto.core.exceptions import JsonRESTError
+from moto.events.models import EventsBackend
 
 # samcli ships no type information (no py.typed); it only parses template.yaml's short-form intrinsics here.
 from samcli.yamlhelper import yaml_parse  # type: ignore[import-untyped]
 
+from refund_core.domain.polling import DURATION_BOUNDS, EXPRESS_MAX_WINDOW_SECONDS
+from refund_poller.devstack import FAST_POLICY, DevStack
+from tests.integration.stack_support import events_by_key, history, send, store, wait_closed, wait_execution
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITION = ROOT / "statemachine" / "refund_inquiry.asl.json"
+TEMPLATE = ROOT / "template.yaml"
 ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
-LAMBDA_SERVICE_ERRORS = {
+# Lambda did not run the poll (or did not answer in time): the loop makes it again instead of recording ERROR.
+COULD_NOT_RUN = {
+    "Lambda.TooManyRequestsException",
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
+    "States.Timeout",
 }
+# Express stops an execution at 5 minutes, without running any Catch:
+# https://docs.aws.amazon.com/step-functions/latest/dg/choosing-workflow-type.html
+EXPRESS_MAX_SECONDS = 300
+# Transitions, Step Functions' own scheduling and the starter's time between the window's start and StartExecution
+# (which only helps) are not in the sums below: this much is kept free for them.
+MARGIN_SECONDS = 5
+# ASL's defaults for a Retrier field left out (https://states-language.net/spec.html#retrying-after-error).
+RETRY_DEFAULTS = {"IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}
 
 State = dict[str, Any]
 
@@ -41,6 +65,18 @@ def definition() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def states(definition: dict[str, Any]) -> dict[str, State]:
     found: dict[str, State] = definition["States"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def substitutions(template: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = template["Resources"]["RefundInquiryStateMachine"]["Properties"]["DefinitionSubstitutions"]
     return found
 
 
@@ -77,17 +113,65 @@ def simple_cycles(states: dict[str, State]) -> list[list[str]]:
     return cycles
 
 
-def test_asl_validator_accepts_the_definition() -> None:
+def poll_task(states: dict[str, State]) -> State:
+    (task,) = (state for state in states.values() if str(state.get("Resource", "")).endswith(":lambda:invoke"))
+    return task
+
+
+def catcher_for(state: State, error: str) -> dict[str, Any]:
+    """The Catch entry that handles ``error`` (the first that names it, else States.ALL), as Step Functions picks."""
+    return next(c for c in state["Catch"] if error in c["ErrorEquals"] or c["ErrorEquals"] == ["States.ALL"])
+
+
+def retry_delays(retrier: dict[str, Any]) -> list[float]:
+    """The pause before each retry of a Retrier, at its largest (full jitter only shortens them)."""
+    fields = RETRY_DEFAULTS | retrier
+    delays = [fields["IntervalSeconds"] * fields["BackoffRate"] ** n for n in range(fields["MaxAttempts"])]
+    return [min(delay, retrier.get("MaxDelaySeconds", delay)) for delay in delays]
+
+
+def worst_case_seconds(state: State) -> float:
+    """The longest a Task state can run before it moves on: every Retrier used up (each counts its own attempts),
+    every attempt running into the state's TimeoutSeconds, every pause at its largest."""
+    delays = [delay for retrier in state.get("Retry", []) for delay in retry_delays(retrier)]
+    attempt = float(state["TimeoutSeconds"])
+    return (1 + len(delays)) * attempt + sum(delays)
+
+
+def substituted_definition(substitutions: dict[str, Any]) -> str:
+    """The definition as Step Functions receives it, with example values for what CloudFormation fills in."""
+    examples = {
+        "Partition": "aws",
+        "InquireFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:refund-poller-InquireFunction",
+        "ResultsTableName": "refund-poller-RefundResultsTable",
+        "EventBusName": "default",
+        "MissedPollLimit": "8",
+    }
+    assert set(examples) == set(substitutions)
+    return re.sub(r"\$\{([^}]+)\}", lambda m: examples[m.group(1)], DEFINITION.read_text(encoding="utf-8"))
+
+
+def max_missed_polls(template: dict[str, Any]) -> int:
+    """The largest MaxMissedPolls a STANDARD stack can be deployed with (the parameter's pattern, or its automatic
+    value)."""
+    parameter = template["Parameters"]["MaxMissedPolls"]
+    allowed = [n for n in range(1000) if re.fullmatch(parameter["AllowedPattern"], str(n))]
+    automatic = template["Resources"]["RefundInquiryStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    return max([*allowed, int(automatic["MissedPollLimit"]["Fn::If"][2]["Fn::If"][1])])
+
+
+# --- The definition is valid ASL --------------------------------------------------------------------------------
+
+
+def test_asl_validator_accepts_the_definition(substitutions: dict[str, Any], tmp_path: Path) -> None:
     # node and the npm package are project requirements: `make install` runs `npm ci`.
     assert shutil.which("node") is not None, "node is not installed; asl-validator is an npm package"
     assert ASL_VALIDATOR.exists(), "asl-validator is missing: run `npm ci` at the repository root"
+    path = tmp_path / "refund_inquiry.asl.json"
+    path.write_text(substituted_definition(substitutions), encoding="utf-8")
 
     result = subprocess.run(
-        [str(ASL_VALIDATOR), "--json-path", str(DEFINITION)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [str(ASL_VALIDATOR), "--json-path", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -110,6 +194,26 @@ def test_every_state_is_reachable(definition: dict[str, Any], states: dict[str, 
     assert seen == set(states)
 
 
+def test_substitution_variables_are_exactly_those_the_template_provides(template: dict[str, Any]) -> None:
+    (machine,) = (r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine")
+    used = set(re.findall(r"\$\{([^}]+)\}", DEFINITION.read_text(encoding="utf-8")))
+
+    assert machine["Properties"]["DefinitionUri"] == "statemachine/refund_inquiry.asl.json"
+    assert used == set(machine["Properties"]["DefinitionSubstitutions"])
+
+
+def test_every_arn_takes_its_partition_from_the_stack(states: dict[str, State], substitutions: dict[str, Any]) -> None:
+    resources = [state["Resource"] for state in states.values() if "Resource" in state]
+
+    assert resources
+    assert all(resource.startswith("arn:${Partition}:") for resource in resources), resources
+    assert "arn:aws:" not in DEFINITION.read_text(encoding="utf-8")
+    assert substitutions["Partition"] == {"Ref": "AWS::Partition"}
+
+
+# --- The polling loop -------------------------------------------------------------------------------------------
+
+
 def test_a_poll_costs_at_most_three_state_transitions(states: dict[str, State]) -> None:
     cycles = simple_cycles(states)
 
@@ -126,15 +230,15 @@ def test_execution_begins_by_waiting_the_interval_the_starter_decided(definition
 
 
 def test_the_poll_passes_and_returns_the_whole_state(states: dict[str, State]) -> None:
-    (task,) = (state for state in states.values() if state.get("Resource") == "arn:aws:states:::lambda:invoke")
+    task = poll_task(states)
 
     assert task["Parameters"] == {"FunctionName": "${InquireFunctionArn}", "Payload.$": "$"}
     assert task["OutputPath"] == "$.Payload"
     assert states[task["Next"]]["Type"] == "Choice"
 
 
-def test_the_choice_reads_only_the_decision_the_function_returns(states: dict[str, State]) -> None:
-    (choice,) = (state for state in states.values() if state["Type"] == "Choice")
+def test_the_choice_after_a_poll_reads_only_the_decision_the_function_returns(states: dict[str, State]) -> None:
+    choice = states[poll_task(states)["Next"]]
     rules = {rule["StringEquals"]: states[rule["Next"]]["Type"] for rule in choice["Choices"]}
 
     assert {rule["Variable"] for rule in choice["Choices"]} == {"$.decision.next"}
@@ -143,35 +247,89 @@ def test_the_choice_reads_only_the_decision_the_function_returns(states: dict[st
 
 
 def test_lambda_errors_are_retried_with_backoff_and_jitter(states: dict[str, State]) -> None:
-    (task,) = (state for state in states.values() if state.get("Resource") == "arn:aws:states:::lambda:invoke")
+    task = poll_task(states)
     retried = {error for retrier in task["Retry"] for error in retrier["ErrorEquals"]}
 
-    assert retried >= LAMBDA_SERVICE_ERRORS | {"States.TaskFailed"}
+    assert retried >= COULD_NOT_RUN | {"States.TaskFailed"}
     for retrier in task["Retry"]:
         assert retrier["BackoffRate"] > 1
         assert retrier["JitterStrategy"] == "FULL"
 
 
-def test_a_failed_poll_is_recorded_then_ends_the_execution_failed(states: dict[str, State]) -> None:
-    (task,) = (state for state in states.values() if state.get("Resource") == "arn:aws:states:::lambda:invoke")
-    (catcher,) = task["Catch"]
-    record = states[catcher["Next"]]
-    parameters = record["Parameters"]
+def test_a_poll_that_could_not_be_made_is_made_again_by_the_loop_up_to_a_limit(
+    states: dict[str, State], substitutions: dict[str, Any]
+) -> None:
+    task = poll_task(states)
+    missed, left = states["Poll missed"], states["Missed polls left?"]
+    first, again = states["Count first missed poll"], states["Count missed poll"]
+    throttled, failed = left["Choices"]
 
-    assert catcher["ErrorEquals"] == ["States.ALL"]
-    assert record["Resource"] == "arn:aws:states:::dynamodb:updateItem"
-    assert parameters["Key"] == {"pk": {"S.$": "$.inquiry.key"}}
-    assert parameters["ConditionExpression"] == "attribute_not_exists(#final) OR #final = :false"
-    assert parameters["ExpressionAttributeValues"][":error"] == {"S": "ERROR"}
-    # A stored error is announced; a refund already final (condition failed) was announced by its final poll.
-    failed = {c["Next"] for c in record["Catch"]}
-    assert any("DynamoDB.ConditionalCheckFailedException" in c["ErrorEquals"] for c in record["Catch"])
+    assert {catcher_for(task, error)["Next"] for error in COULD_NOT_RUN | {"States.TaskFailed"}} == {"Poll missed"}
+    assert catcher_for(task, "Lambda.TooManyRequestsException")["ResultPath"] == "$.failure"
+    assert missed["Choices"] == [{"Variable": "$.missed", "IsPresent": True, "Next": "Count missed poll"}]
+    assert missed["Default"] == "Count first missed poll"
+    assert first["Parameters"] == {"polls": 1, "limit.$": "States.StringToJson('${MissedPollLimit}')"}
+    assert again["Parameters"] == {"polls.$": "States.MathAdd($.missed.polls, 1)", "limit.$": "$.missed.limit"}
+    assert {first["ResultPath"], again["ResultPath"]} == {"$.missed"}
+    assert {first["Next"], again["Next"]} == {"Missed polls left?"}
+    within_limit = {"Variable": "$.missed.polls", "NumericLessThanEqualsPath": "$.missed.limit"}
+    # Lambda did not run it: a long pause (throttling passes, load is shed); the function failed: a short one.
+    assert throttled["And"][0] == within_limit
+    assert throttled["And"][1]["Or"] == [
+        {"Variable": "$.failure.Error", "StringMatches": "Lambda.*"},
+        {"Variable": "$.failure.Error", "StringEquals": "States.Timeout"},
+    ]
+    assert failed == {**within_limit, "Next": "Wait after failed poll"}
+    pauses = {states[throttled["Next"]]["Seconds"], states[failed["Next"]]["Seconds"]}
+    assert pauses == {20, 2}
+    assert {states[throttled["Next"]]["Next"], states[failed["Next"]]["Next"]} == {"Ask provider"}
+    # Past the limit, and for anything else (a bad payload is no transient fault), the refund is recorded ERROR.
+    assert left["Default"] == catcher_for(task, "States.Runtime")["Next"] == "Record error outcome"
+    # EXPRESS never retries a lost poll: its 5-minute arithmetic has no room for one (see below).
+    assert substitutions["MissedPollLimit"]["Fn::If"][:2] == ["IsExpress", "0"]
+
+
+# --- The error path: one event per closed window (outbox) -------------------------------------------------------
+
+
+def test_a_failed_poll_is_recorded_with_its_event_pending_then_announced_then_cleared(states: dict[str, State]) -> None:
+    record = states[catcher_for(poll_task(states), "States.Runtime")["Next"]]
+    parameters = record["Parameters"]
+    names, values = parameters["ExpressionAttributeNames"], parameters["ExpressionAttributeValues"]
     prepare = states[record["Next"]]
     announce = states[prepare["Next"]]
-    assert announce["Resource"] == "arn:aws:states:::events:putEvents"
+    cleared = states[announce["Next"]]
+    clear = cleared["Parameters"]
+
+    assert record["Resource"] == "arn:${Partition}:states:::dynamodb:updateItem"
+    assert parameters["Key"] == {"pk": {"S.$": "$.inquiry.key"}}
+    # Only this loop's window, still open: a window the function closed keeps its outcome and its single event.
+    assert parameters["ConditionExpression"] == (
+        "#generation = :generation AND #pollingState = :polling AND (attribute_not_exists(#final) OR #final = :false)"
+    )
+    assert values[":generation"] == {"N.$": "States.JsonToString($.generation)"}
+    assert values[":polling"] == {"S": "POLLING"}
+    assert values[":error"] == {"S": "ERROR"}
+    # The close and the outbox flag are one write: a crash after it cannot lose the event.
+    assert "#eventPending = :true" in parameters["UpdateExpression"]
+    assert "#eventId = :eventId" in parameters["UpdateExpression"]
+    assert (names["#eventPending"], names["#eventId"]) == ("eventPending", "eventId")
+    assert values[":eventId"] == {"S.$": "$$.Execution.Name"}
+    assert prepare["Parameters"]["eventId.$"] == "$$.Execution.Name"
+    assert announce["Resource"] == "arn:${Partition}:states:::events:putEvents"
     assert announce["Parameters"]["Entries"][0]["Source"] == "refund-poller"
-    assert {c["Next"] for c in announce["Catch"]} == {announce["Next"]} == failed
-    assert states[announce["Next"]]["Type"] == "Fail"
+    # Cleared only after the event was accepted, and only for this event of this window.
+    assert clear["UpdateExpression"] == "REMOVE #eventPending"
+    assert clear["ConditionExpression"] == "#generation = :generation AND #eventId = :eventId AND #eventPending = :true"
+    assert clear["ExpressionAttributeValues"][":generation"] == {
+        "N.$": "States.JsonToString(States.MathAdd($.generation, 1))"
+    }
+    assert clear["ExpressionAttributeValues"][":eventId"] == {"S.$": "$$.Execution.Name"}
+    # A failed announce (or clear) keeps the flag: the next touch of the refund publishes the event.
+    failed = {c["Next"] for c in record["Catch"]} | {c["Next"] for c in announce["Catch"]}
+    assert failed | {c["Next"] for c in cleared["Catch"]} | {cleared["Next"]} == {"Inquiry failed"}
+    assert any("DynamoDB.ConditionalCheckFailedException" in c["ErrorEquals"] for c in record["Catch"])
+    assert states["Inquiry failed"]["Type"] == "Fail"
 
 
 def test_failures_have_readable_names(states: dict[str, State]) -> None:
@@ -181,22 +339,247 @@ def test_failures_have_readable_names(states: dict[str, State]) -> None:
             assert state["Cause"], name
 
 
-def test_the_definition_has_a_hard_timeout_and_no_timestamp_logic(definition: dict[str, Any]) -> None:
+def test_the_definition_has_no_timestamp_logic() -> None:
     text = DEFINITION.read_text(encoding="utf-8")
 
-    # A literal number: a ${...} substitution there would not be valid JSON before the substitution.
-    assert isinstance(definition["TimeoutSeconds"], int)
-    assert 0 < definition["TimeoutSeconds"] <= 3600
     # moto's Choice compares only whole-second UTC timestamps, and a context timestamp in the output breaks its
-    # DescribeExecution: deadlines are decided in code.
+    # DescribeExecution: deadlines are decided in code. The execution's name (the event id) is the only context read.
     assert "Timestamp" not in text
-    assert "$$" not in text
+    assert set(re.findall(r"\$\$\.[A-Za-z.]+", text)) == {"$$.Execution.Name"}
 
 
-def test_substitution_variables_are_exactly_those_the_template_provides() -> None:
-    template = yaml_parse((ROOT / "template.yaml").read_text(encoding="utf-8"))
-    (machine,) = (r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine")
-    used = set(re.findall(r"\$\{([^}]+)\}", DEFINITION.read_text(encoding="utf-8")))
+# --- Time bounds (docs/internals.md, "Timeouts, retries and concurrency") ---------------------------------------
 
-    assert machine["Properties"]["DefinitionUri"] == "statemachine/refund_inquiry.asl.json"
-    assert used == set(machine["Properties"]["DefinitionSubstitutions"])
+
+def test_every_task_has_a_timeout_above_what_it_calls(states: dict[str, State], template: dict[str, Any]) -> None:
+    inquire_timeout = template["Resources"]["InquireFunction"]["Properties"]["Timeout"]
+
+    assert all(isinstance(state.get("TimeoutSeconds"), int) for state in states.values() if state["Type"] == "Task")
+    # Lambda's own timeout ends a slow poll first (Sandbox.Timedout, a TaskFailed); TimeoutSeconds bounds the rest.
+    assert inquire_timeout < poll_task(states)["TimeoutSeconds"]
+
+
+def test_express_executions_close_their_window_within_five_minutes(states: dict[str, State]) -> None:
+    # With no missed polls (EXPRESS), the last poll starts before the window's deadline (the function closes the
+    # window once another interval would pass it) and may use up every retry; an error then must be recorded.
+    # Announce and clear may be cut off by the 5-minute stop: the outbox flag keeps the event.
+    worst = EXPRESS_MAX_WINDOW_SECONDS + worst_case_seconds(poll_task(states))
+    worst += worst_case_seconds(states["Record error outcome"])
+
+    assert worst + MARGIN_SECONDS <= EXPRESS_MAX_SECONDS, worst
+
+
+def test_standard_executions_end_before_the_state_machine_timeout(
+    definition: dict[str, Any], states: dict[str, State], template: dict[str, Any]
+) -> None:
+    # Hitting TimeoutSeconds skips every Catch and leaves the item POLLING: the bounds must end the loop first.
+    windows = [spec["MaxValue"] for name, spec in template["Parameters"].items() if name.endswith("WindowSeconds")]
+    poll = worst_case_seconds(poll_task(states))
+    missed_poll = max(states[name]["Seconds"] for name in ("Wait after missed poll", "Wait after failed poll")) + poll
+    error_path = sum(
+        worst_case_seconds(states[n]) for n in ("Record error outcome", "Announce error", "Error announced")
+    )
+    worst = max(*windows, DURATION_BOUNDS[1]) + max_missed_polls(template) * missed_poll + poll + error_path
+
+    assert worst + MARGIN_SECONDS <= definition["TimeoutSeconds"], worst
+
+
+def test_the_bounds_arithmetic_fails_when_a_retry_is_raised(states: dict[str, State]) -> None:
+    raised = json.loads(json.dumps(poll_task(states)))
+    raised["Retry"][0]["MaxAttempts"] += 1
+
+    assert worst_case_seconds(raised) > worst_case_seconds(poll_task(states)) + raised["TimeoutSeconds"]
+    assert (
+        EXPRESS_MAX_WINDOW_SECONDS
+        + worst_case_seconds(raised)
+        + worst_case_seconds(states["Record error outcome"])
+        + MARGIN_SECONDS
+        > EXPRESS_MAX_SECONDS
+    )
+
+
+# --- The real definition on the local stack ---------------------------------------------------------------------
+
+
+class ReservedConcurrencyExceededError(JsonRESTError):
+    """The Invoke API's answer when a function's reserved concurrency is used up (0: always)."""
+
+    code = 429
+
+    def __init__(self) -> None:
+        super().__init__("TooManyRequestsException", "Rate Exceeded.")
+        self.description = json.dumps(
+            {
+                "__type": "TooManyRequestsException",
+                "message": "Rate Exceeded.",
+                "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+                "Type": "User",
+            }
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    # One lost poll is retried: enough to see both the retry and the limit within a test's time.
+    overrides = {**FAST_POLICY, "MaxMissedPolls": "1"}
+    with DevStack(tmp_path_factory.mktemp("asl"), parameter_overrides=overrides) as running:
+        yield running
+
+
+@pytest.fixture
+def reserved_concurrency_throttles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lambda refuses every invocation of a function whose reserved concurrency is 0 (HTTP 429,
+    TooManyRequestsException; https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html); moto
+    runs it anyway. Step Functions then sees Lambda.TooManyRequestsException, as on AWS."""
+    invoke = LambdaFunction.invoke
+
+    def throttled(self: Any, body: Any, request_headers: Any, response_headers: Any) -> Any:
+        if self.reserved_concurrency is not None and int(self.reserved_concurrency) == 0:
+            raise ReservedConcurrencyExceededError()
+        return invoke(self, body, request_headers, response_headers)
+
+    monkeypatch.setattr(LambdaFunction, "invoke", throttled)
+
+
+class InquireReservation:
+    """Sets Inquire's reserved concurrency through the Lambda API, and puts the deployed value back."""
+
+    def __init__(self, stack: DevStack) -> None:
+        self.client = stack.client("lambda")
+        self.name = stack.cloud.function_name("InquireFunction")
+        self.deployed = self.client.get_function_concurrency(FunctionName=self.name).get("ReservedConcurrentExecutions")
+
+    def set(self, value: int) -> None:
+        self.client.put_function_concurrency(FunctionName=self.name, ReservedConcurrentExecutions=value)
+
+    def restore(self) -> None:
+        if self.deployed is None:
+            self.client.delete_function_concurrency(FunctionName=self.name)
+        else:
+            self.set(int(self.deployed))
+
+
+def execution_of(stack: DevStack, key: str, timeout: float = 15) -> str:
+    results = store(stack)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        arn = (results.get(key) or {}).get("executionArn")
+        if arn:
+            return str(arn)
+        time.sleep(0.1)
+    raise AssertionError(f"no execution started for {key}")
+
+
+def wait_until_entered(stack: DevStack, arn: str, names: set[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if entered_states(stack, arn) & names:
+            return
+        time.sleep(0.2)
+
+
+def entered_states(stack: DevStack, arn: str) -> set[str]:
+    return {e["stateEnteredEventDetails"]["name"] for e in history(stack, arn) if "stateEnteredEventDetails" in e}
+
+
+def task_errors(stack: DevStack, arn: str) -> list[str]:
+    return [e["taskFailedEventDetails"]["error"] for e in history(stack, arn) if e["type"] == "TaskFailed"]
+
+
+def test_a_throttled_poll_is_made_again_and_the_refund_gets_its_outcome(
+    stack: DevStack, reserved_concurrency_throttles: None
+) -> None:
+    refund = f"processing1-success--throttled-{uuid.uuid4().hex[:8]}"
+    key = f"antom#default#{refund}"
+    inquire = InquireReservation(stack)
+    inquire.set(0)  # every poll throttled until the loop has given up on one
+    try:
+        send(stack, {"provider": "antom", "refundRequestId": refund, "polling": {"maxDurationSeconds": 60}})
+        arn = execution_of(stack, key)
+        wait_until_entered(stack, arn, {"Poll missed", "Record error outcome"})
+    finally:
+        inquire.restore()
+    item = wait_closed(stack, [key], timeout=60)[key]
+    execution = wait_execution(stack, arn, timeout=30)
+
+    assert (item["status"], item["final"]) == ("SUCCESS", True)
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"])["missed"] == {"polls": 1, "limit": 1}
+    # The first attempt and its one retry were refused; then the loop paused and polled again.
+    assert task_errors(stack, arn).count("Lambda.TooManyRequestsException") == 2
+    assert "Wait after missed poll" in entered_states(stack, arn)
+
+
+def test_a_poll_the_function_failed_is_made_again_and_the_refund_gets_its_outcome(stack: DevStack) -> None:
+    refund = f"processing1-fail--crashing-{uuid.uuid4().hex[:8]}"
+    key = f"alipayplus#default#{refund}"
+    stack.cloud.inject_failures("InquireFunction", rate=1.0)  # every attempt of a poll crashes, then none
+    try:
+        send(stack, {"provider": "alipayplus", "refundRequestId": refund, "polling": {"maxDurationSeconds": 60}})
+        arn = execution_of(stack, key)
+        wait_until_entered(stack, arn, {"Poll missed", "Record error outcome"})
+    finally:
+        stack.cloud.inject_failures("InquireFunction", rate=0.0)
+    item = wait_closed(stack, [key], timeout=60)[key]
+    execution = wait_execution(stack, arn, timeout=30)
+
+    assert (item["status"], item["final"]) == ("FAIL", True)
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"])["missed"] == {"polls": 1, "limit": 1}
+    assert task_errors(stack, arn).count("Runtime.ExitError") == 3  # the attempt and its two retries
+    assert "Wait after failed poll" in entered_states(stack, arn)
+
+
+def test_a_poll_lost_more_often_than_the_limit_is_recorded_error_and_announced_once(
+    stack: DevStack, reserved_concurrency_throttles: None
+) -> None:
+    refund = f"processing3-success--throttled-{uuid.uuid4().hex[:8]}"
+    key = f"antom#default#{refund}"
+    inquire = InquireReservation(stack)
+    inquire.set(0)
+    try:
+        send(stack, {"provider": "antom", "refundRequestId": refund})
+        arn = execution_of(stack, key)
+        execution = wait_execution(stack, arn, timeout=60)
+    finally:
+        inquire.restore()
+    item = store(stack).get(key)
+    announced = events_by_key(stack, expected=1).get(refund, [])
+
+    assert (execution["status"], execution.get("error")) == ("FAILED", "InquiryFailed")
+    assert item is not None
+    assert (item["status"], item["pollingState"]) == ("ERROR", "IDLE")
+    assert item["reason"].startswith("Lambda.TooManyRequestsException: ")
+    # Two polls, each with its retry.
+    assert task_errors(stack, arn).count("Lambda.TooManyRequestsException") == 4
+    # The event went out, carrying the id the item recorded; the outbox flag is off.
+    assert item["eventId"] == execution["name"]
+    assert not item.get("eventPending")
+    assert [(e["status"], e["eventId"]) for e in announced] == [("ERROR", execution["name"])]
+
+
+def test_when_the_error_event_cannot_be_published_it_stays_pending_on_the_item(
+    stack: DevStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(self: EventsBackend, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # PutEvents answers HTTP 200 with FailedEntryCount > 0: Step Functions fails the task (EventBridge.FailedEntry).
+        return [{"ErrorCode": "InternalFailure", "ErrorMessage": "refused by the test"} for _ in events]
+
+    refund = f"processing2-success--unannounced-{uuid.uuid4().hex[:8]}"
+    key = f"alphapay#default#{refund}"
+    monkeypatch.setattr(EventsBackend, "put_events", refused)
+    stack.cloud.inject_failures("InquireFunction", rate=1.0)
+    try:
+        send(stack, {"provider": "alphapay", "refundId": refund})
+        arn = execution_of(stack, key)
+        execution = wait_execution(stack, arn, timeout=60)
+    finally:
+        stack.cloud.inject_failures("InquireFunction", rate=0.0)
+    item = store(stack).get(key)
+
+    assert (execution["status"], execution.get("error")) == ("FAILED", "InquiryFailed")
+    assert item is not None
+    assert (item["status"], item["pollingState"]) == ("ERROR", "IDLE")
+    assert (item["eventPending"], item["eventId"]) == (True, execution["name"])
+    assert task_errors(stack, arn)[-3:] == ["EventBridge.FailedEntry"] * 3
+    assert "Error announced" not in entered_states(stack, arn)

@@ -1,4 +1,4 @@
-"""template.yaml passes AWS's own checks, offline, and keeps the promises of issue 3.
+"""template.yaml passes AWS's own checks, offline, and keeps the promises of issues 3 and 9.
 
 cfn-lint does not expand SAM resources, so the template is also expanded with aws-sam-translator (as CloudFormation
 does) and the result is linted and inspected: IAM statements only exist after the expansion.
@@ -13,14 +13,18 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import requires, version
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 # Neither package ships type information (no py.typed); they are only called here, with plain dicts.
 from samcli.yamlhelper import yaml_parse  # type: ignore[import-untyped]
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+
+from refund_core.aws import wiring
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -46,6 +50,7 @@ COMMON_ENVIRONMENT = {
     "POLLING_POLICY",
     "PROVIDER_CONNECT_TIMEOUT",
     "PROVIDER_READ_TIMEOUT",
+    "PROVIDER_TOTAL_TIMEOUT",
     "ITEM_TTL_DAYS",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
@@ -54,6 +59,24 @@ STARTER_ENVIRONMENT = {"STATE_MACHINE_ARN", "DLQ_URL", "WORKFLOW_TYPE"}
 # What the Docker-free deployer resolves (devtools/refund_poller/local); GetAtt only for these attributes.
 SUPPORTED_INTRINSICS = {"Ref", "Fn::Sub", "Fn::GetAtt", "Fn::If", "Fn::Equals", "Fn::Not", "Condition"}
 SUPPORTED_GETATT_ATTRIBUTES = {"Arn"}
+# The DynamoDB calls the code makes (refund_core/store.py, alias items with PutItem) and the state machine's error path.
+DYNAMODB_ACTIONS = {
+    "StartInquiryFunctionRole": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"},
+    "InquireFunctionRole": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+    "RefundInquiryStateMachineRole": {"dynamodb:UpdateItem"},
+}
+LAYER_REQUIREMENTS = ROOT / "layers" / "refund_core" / "requirements.txt"
+# Where the layer's packages are evaluated: Lambda's python3.13 on arm64 (for environment markers).
+LAMBDA_ENVIRONMENT = {
+    "python_version": "3.13",
+    "python_full_version": "3.13.0",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "aarch64",
+    "os_name": "posix",
+}
 
 
 class OfflineManagedPolicyLoader:
@@ -385,3 +408,139 @@ def test_names_written_twice_in_the_template_agree(sam_template: dict[str, Any])
     assert describe["Resource"]["Fn::Sub"].endswith(f":execution:{machine_name}:*")
     assert dimension == {"Name": "QueueName", "Value": {"Fn::Sub": dlq_name}}
     assert resources["StateMachineLogGroup"]["Properties"]["LogGroupName"]["Fn::Sub"].endswith(machine_name)
+
+
+# --- Issue 9: bounded concurrency, Express limits, least privilege, logs, layer ---------------------------------
+
+
+def test_the_queue_event_and_inquire_have_bounded_concurrency_by_default(sam_template: dict[str, Any]) -> None:
+    parameters = sam_template["Parameters"]
+    (event,) = sam_template["Resources"]["StartInquiryFunction"]["Properties"]["Events"].values()
+    inquire = sam_template["Resources"]["InquireFunction"]["Properties"]
+
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "StartInquiryMaxConcurrency"}}
+    # The event source mapping's range: https://docs.aws.amazon.com/lambda/latest/dg/API_ScalingConfig.html
+    assert (
+        parameters["StartInquiryMaxConcurrency"]["MinValue"],
+        parameters["StartInquiryMaxConcurrency"]["MaxValue"],
+    ) == (
+        2,
+        1000,
+    )
+    assert parameters["StartInquiryMaxConcurrency"]["Default"] == 5
+    # 0 means "no reservation": a reservation of 0 would throttle every poll.
+    assert parameters["InquireReservedConcurrency"]["Default"] == 50
+    assert inquire["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["ReservesInquireConcurrency", {"Ref": "InquireReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert sam_template["Conditions"]["ReservesInquireConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "InquireReservedConcurrency"}, "0"]}]
+    }
+
+
+def test_express_stacks_are_refused_missed_polls_at_deployment(sam_template: dict[str, Any]) -> None:
+    (rule,) = sam_template["Rules"].values()
+    (assertion,) = rule["Assertions"]
+    limit = sam_template["Resources"]["RefundInquiryStateMachine"]["Properties"]["DefinitionSubstitutions"][
+        "MissedPollLimit"
+    ]
+
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "WorkflowType"}, "EXPRESS"]}
+    assert assertion["Assert"] == {"Fn::Contains": [["", "0"], {"Ref": "MaxMissedPolls"}]}
+    # And whatever the parameter says (the local runtime does not evaluate Rules), EXPRESS gets 0.
+    assert limit == {
+        "Fn::If": ["IsExpress", "0", {"Fn::If": ["MissedPollsByWorkflowType", "8", {"Ref": "MaxMissedPolls"}]}]
+    }
+
+
+def test_the_dead_letter_queue_takes_a_near_limit_body_with_its_rejection_reason(sam_template: dict[str, Any]) -> None:
+    queue = sam_template["Resources"]["InquiryQueue"]["Properties"]
+    dlq = sam_template["Resources"]["InquiryDLQ"]["Properties"]
+
+    # SQS allows 1 KiB to 1 MiB (cfn-lint's schema rejects 1048577): the DLQ holds the largest body the source queue
+    # accepts plus the reason attributes the starter adds.
+    assert queue["MaximumMessageSize"] == 262144
+    assert dlq["MaximumMessageSize"] == 1048576
+
+
+def test_no_x_ray_tracing_and_no_x_ray_grant(expanded: dict[str, Any]) -> None:
+    functions = resources_of_type(expanded, "AWS::Lambda::Function").values()
+    machine = expanded["Resources"]["RefundInquiryStateMachine"]["Properties"]
+    managed = [
+        arn
+        for role in resources_of_type(expanded, "AWS::IAM::Role").values()
+        for arn in role["Properties"].get("ManagedPolicyArns", [])
+    ]
+
+    assert all(f["Properties"].get("TracingConfig", {}).get("Mode", "PassThrough") == "PassThrough" for f in functions)
+    assert machine.get("TracingConfiguration", {}).get("Enabled", False) is False
+    assert not [arn for arn in managed if "Xray" in json.dumps(arn)]
+
+
+def test_dynamodb_grants_are_exactly_the_calls_the_code_makes(expanded: dict[str, Any]) -> None:
+    granted: dict[str, set[str]] = {}
+    resources: dict[str, list[str]] = {}
+    for role, statement in iam_statements(expanded):
+        actions = {a for a in as_list(statement["Action"]) if a.startswith("dynamodb:")}
+        if actions:
+            granted.setdefault(role, set()).update(actions)
+            resources.setdefault(role, []).extend(json.dumps(r) for r in as_list(statement["Resource"]))
+
+    assert granted == DYNAMODB_ACTIONS
+    assert all("RefundResultsTable" in r for rs in resources.values() for r in rs)
+    assert any("/index/refundId-index" in r for r in resources["StartInquiryFunctionRole"])
+
+
+def test_functions_log_to_groups_of_the_stack_that_lambda_never_creates(sam_template: dict[str, Any]) -> None:
+    resources = sam_template["Resources"]
+    for function, group in (("StartInquiryFunction", "StartInquiryLogGroup"), ("InquireFunction", "InquireLogGroup")):
+        name = resources[group]["Properties"]["LogGroupName"]["Fn::Sub"]
+
+        assert resources[function]["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": group}
+        assert not name.startswith("/aws/lambda/"), name
+        assert "${AWS::StackName}" in name
+
+
+def test_time_budgets_fit_the_function_timeouts(sam_template: dict[str, Any]) -> None:
+    margins = wiring.SETUP_MARGIN_SECONDS + wiring.WRITE_MARGIN_SECONDS + wiring.RETURN_MARGIN_SECONDS
+    variables = sam_template["Globals"]["Function"]["Environment"]["Variables"]
+    total = float(variables["PROVIDER_TOTAL_TIMEOUT"])
+    starter = function_properties(sam_template, "StartInquiryFunction")
+    inquire = function_properties(sam_template, "InquireFunction")
+    (event,) = starter["Events"].values()
+
+    # The starter's records run side by side (one thread each, pool = batch): each gets the whole provider cap.
+    assert starter["Timeout"] - margins >= total
+    assert event["Properties"]["BatchSize"] == 10
+    # A poll always has room for a provider call.
+    assert inquire["Timeout"] - margins >= wiring.MIN_PROVIDER_BUDGET_SECONDS
+    assert float(variables["PROVIDER_CONNECT_TIMEOUT"]) < total
+
+
+def pinned(path: Path) -> dict[str, Requirement]:
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    requirements = [Requirement(line) for line in lines if line]
+    return {canonical(r.name): r for r in requirements}
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_layer_pins_every_package_it_ships_and_leaves_the_sdk_to_the_runtime() -> None:
+    layer = pinned(LAYER_REQUIREMENTS)
+    for name, requirement in layer.items():
+        (spec,) = requirement.specifier
+        assert spec.operator == "==", requirement
+        # The tests run the code on these very versions.
+        assert version(name) == spec.version, name
+        for extra in {"", *requirement.extras}:
+            for needed in map(Requirement, requires(name) or []):
+                if needed.marker is None or needed.marker.evaluate({**LAMBDA_ENVIRONMENT, "extra": extra}):
+                    assert canonical(needed.name) in layer, f"{name} needs {needed}, which the layer does not pin"
+                    assert needed.specifier.contains(next(iter(layer[canonical(needed.name)].specifier)).version)
+    # The runtime's SDK stays the runtime's; what it shares with the layer is within botocore's own ranges.
+    assert not {"boto3", "botocore", "s3transfer"} & set(layer)
+    for needed in map(Requirement, requires("botocore") or []):
+        if canonical(needed.name) in layer:
+            assert needed.specifier.contains(next(iter(layer[canonical(needed.name)].specifier)).version), needed

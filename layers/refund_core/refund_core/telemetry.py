@@ -1,11 +1,18 @@
-"""Metrics and log keys for one poll, shared by both handlers (Powertools Metrics, EMF)."""
+"""Metrics and log keys for one poll, shared by both handlers (Powertools Metrics, EMF).
+
+A poll's metrics are first computed as plain values (:func:`poll_metrics`) and only then written
+(:func:`emit`): Powertools' ``Metrics.add_metric`` is not thread-safe, so StartInquiry's record
+threads collect values and the handler thread writes them once the batch is done.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from refund_core.domain.outcome import Status
 from refund_core.service import PollResult
 
 # Codes that mean our credentials or configuration are wrong (an operator must act).
@@ -21,28 +28,65 @@ AUTH_ERROR_CODES = frozenset(
         "INVALID_AGENT_TOKEN",
     }
 )
+# The distrust tag of an S answer whose signature did not verify, for adapters that do not tag it themselves.
+UNVERIFIED_SUCCESS = "unverified"
 
 
-def log_keys(inquiry: dict[str, str]) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class MetricValue:
+    """One value of one metric. Metrics with dimensions are written on their own (one EMF line each); the others
+    join the function's metric set, whose only dimension is the service (so the template's alarms see them)."""
+
+    name: str
+    unit: MetricUnit
+    value: float
+    dimensions: tuple[tuple[str, str], ...] = ()
+
+
+def log_keys(inquiry: Mapping[str, object]) -> dict[str, str]:
     """Refund ids and correlation id as structured log keys (support staff search by them)."""
     names = ("provider", "merchant", "refundId", "refundRequestId", "correlationId")
-    return {name: inquiry[name] for name in names if inquiry.get(name)}
+    return {name: str(inquiry[name]) for name in names if inquiry.get(name)}
 
 
-def emit_poll_metrics(metrics: Metrics, poll: PollResult) -> None:
-    """Polls, outcome by provider and status, provider latency, untrusted answers, auth errors."""
+def poll_metrics(poll: PollResult) -> list[MetricValue]:
+    """Polls, outcome by provider and status, provider latency, untrusted answers by reason, auth errors,
+    final-status conflicts."""
     observation = poll.observation
-    provider = observation.provider
-    metrics.add_metric(name="Polls", unit=MetricUnit.Count, value=1)
+    values = [
+        MetricValue("Polls", MetricUnit.Count, 1),
+        MetricValue(
+            "Observations",
+            MetricUnit.Count,
+            1,
+            (("provider", observation.provider), ("status", observation.status.value)),
+        ),
+    ]
     if observation.latency_ms is not None:
-        metrics.add_metric(name="ProviderLatency", unit=MetricUnit.Milliseconds, value=observation.latency_ms)
-    if observation.status is Status.UNKNOWN and observation.result.status == "S" and not observation.verified:
-        metrics.add_metric(name="UntrustedAnswers", unit=MetricUnit.Count, value=1)
+        values.append(MetricValue("ProviderLatency", MetricUnit.Milliseconds, observation.latency_ms))
+    distrust = observation.distrust
+    if distrust is None and observation.result.status == "S" and not observation.verified:
+        distrust = UNVERIFIED_SUCCESS  # an adapter that does not tag its untrusted answers yet
+    if distrust:
+        values.append(MetricValue("UntrustedAnswers", MetricUnit.Count, 1, (("reason", distrust),)))
     if observation.result.status == "F" and observation.result.code in AUTH_ERROR_CODES:
-        metrics.add_metric(name="ProviderAuthErrors", unit=MetricUnit.Count, value=1)
-    with single_metric(name="Observations", unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as metric:
-        metric.add_dimension(name="provider", value=provider)
-        metric.add_dimension(name="status", value=observation.status.value)
+        values.append(MetricValue("ProviderAuthErrors", MetricUnit.Count, 1))
+    # PollResult.final_conflict (both answers, when the provider contradicted a stored final status) is being
+    # added alongside this code: read it defensively until it is on main.
+    if getattr(poll, "final_conflict", None):
+        values.append(MetricValue("FinalStatusConflicts", MetricUnit.Count, 1))
+    return values
+
+
+def emit(metrics: Metrics, values: Iterable[MetricValue]) -> None:
+    """Write metric values; call from one thread only (the handler's)."""
+    for value in values:
+        if not value.dimensions:
+            metrics.add_metric(name=value.name, unit=value.unit, value=value.value)
+            continue
+        with single_metric(name=value.name, unit=value.unit, value=value.value, namespace=metrics.namespace) as metric:
+            for name, dimension in value.dimensions:
+                metric.add_dimension(name=name, value=dimension)
 
 
 def log_poll(logger: Logger, poll: PollResult) -> None:
@@ -54,6 +98,7 @@ def log_poll(logger: Logger, poll: PollResult) -> None:
             "verified": observation.verified,
             "resultCode": observation.result.code,
             "reason": observation.reason,
+            "distrust": observation.distrust,
             "latencyMs": observation.latency_ms,
             "decision": poll.decision.to_state(),
             "polls": poll.state["polls"],

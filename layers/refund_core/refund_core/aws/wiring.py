@@ -1,8 +1,12 @@
-"""Build the inquiry service from the function's environment (the template sets these variables)."""
+"""Build the inquiry service from the function's environment (the template sets these variables), and the time
+budget of the work an invocation does, from the time Lambda says it has left."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import boto3
 
@@ -12,15 +16,117 @@ from refund_core.domain.polling import EXPRESS_MAX_WINDOW_SECONDS, policies_from
 from refund_core.service import InquiryService
 from refund_core.store import DynamoDbRefundStore
 
+# Time budgets (docs/internals.md, "Timeouts, retries and concurrency"). A provider call gets what the invocation
+# has left minus these margins, so the record's own AWS calls and the handler's return still fit before Lambda's
+# timeout:
+#
+#   remaining ─┬─ SETUP: merchant profile (GetSecretValue when not cached), refundId lookup (Query), claim (UpdateItem)
+#              ├─ provider call: the budget, capped by PROVIDER_TOTAL_TIMEOUT and the adapter's connect + read
+#              ├─ WRITE: observation write or close (UpdateItem), then PutEvents, or StartExecution + ARN write
+#              └─ RETURN: metrics flush, batch response, logs
+#
+# Each margin covers up to three AWS calls in the function's region (tens of milliseconds each) with one SDK retry
+# and its back-off each. Provider budget = remaining - 3 s: StartInquiry (30 s) 27 s, so PROVIDER_TOTAL_TIMEOUT
+# decides; Inquire (8 s) 5 s. A call that overruns its margin anyway (an AWS call that hangs) is StartInquiry's
+# backstop's business (the record is left for redelivery at RETURN_MARGIN before the end) or, in Inquire, the
+# state machine's retry after Lambda's timeout.
+SETUP_MARGIN_SECONDS = 1.0
+WRITE_MARGIN_SECONDS = 1.5
+RETURN_MARGIN_SECONDS = 0.5
+# Less than this cannot carry a TLS handshake and an answer from a provider in another region: such a record is
+# not started (StartInquiry reports it as a batch item failure, so SQS redelivers it; Inquire fails the attempt,
+# which the state machine retries).
+MIN_PROVIDER_BUDGET_SECONDS = 1.0
+
+
+class OutOfTimeError(RuntimeError):
+    """Too little of the invocation is left to start a record's work and still finish it in time."""
+
+
+class RemainingTime(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class InvocationDeadline:
+    """The instant Lambda stops the invocation, read once from the context, and budgets derived from it."""
+
+    def __init__(
+        self,
+        context: RemainingTime,
+        *,
+        provider_cap_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._end = clock() + context.get_remaining_time_in_millis() / 1000
+        self._cap = provider_cap_seconds
+
+    def seconds_left(self) -> float:
+        return self._end - self._clock()
+
+    def seconds_for_work(self) -> float:
+        """How long the records may run: everything but the handler's own return."""
+        return self.seconds_left() - RETURN_MARGIN_SECONDS
+
+    def provider_budget(self) -> float:
+        """The total budget of a provider call that starts now (after the record's set-up).
+
+        Raises OutOfTimeError when less than MIN_PROVIDER_BUDGET_SECONDS would be left.
+        """
+        budget = self.seconds_left() - SETUP_MARGIN_SECONDS - WRITE_MARGIN_SECONDS - RETURN_MARGIN_SECONDS
+        if budget < MIN_PROVIDER_BUDGET_SECONDS:
+            raise OutOfTimeError(
+                f"{self.seconds_left():.3f} s left of the invocation: too little to ask the provider "
+                f"(at least {MIN_PROVIDER_BUDGET_SECONDS:g} s) and record the answer"
+            )
+        return budget if self._cap is None else min(budget, self._cap)
+
 
 def service_from_environment() -> InquiryService:
     """One service per container: clients, profile cache and HTTP pool are reused across invocations."""
     env = os.environ
-    timeout = (float(env.get("PROVIDER_CONNECT_TIMEOUT", "3")), float(env.get("PROVIDER_READ_TIMEOUT", "10")))
     return InquiryService(
         store=DynamoDbRefundStore(boto3.client("dynamodb"), env["RESULTS_TABLE"], int(env.get("ITEM_TTL_DAYS", "90"))),
-        adapters=SecretsManagerAdapters(env["PROFILE_SECRET_PREFIX"], timeout=timeout),
+        adapters=SecretsManagerAdapters(env["PROFILE_SECRET_PREFIX"], **provider_options(env)),
         events=EventBridgeEvents(boto3.client("events"), env.get("EVENT_BUS_NAME", "default")),
         policies=policies_from_json(env["POLLING_POLICY"]),
         max_window_seconds=EXPRESS_MAX_WINDOW_SECONDS if env.get("WORKFLOW_TYPE") == "EXPRESS" else None,
     )
+
+
+def provider_options(env: Mapping[str, str]) -> dict[str, Any]:
+    """The provider adapters' constructor options. Bounds the template does not set are left to the adapter's
+    defaults (and are not passed at all, so an adapter without that option still works)."""
+    options: dict[str, Any] = {
+        "timeout": (_seconds(env, "PROVIDER_CONNECT_TIMEOUT", 3.0), _seconds(env, "PROVIDER_READ_TIMEOUT", 10.0))
+    }
+    if env.get("PROVIDER_MAX_BODY_BYTES"):
+        options["max_body_bytes"] = _whole(env, "PROVIDER_MAX_BODY_BYTES")
+    if env.get("PROVIDER_MAX_CLOCK_SKEW_SECONDS"):
+        options["max_clock_skew_seconds"] = _seconds(env, "PROVIDER_MAX_CLOCK_SKEW_SECONDS", 0.0)
+    return options
+
+
+def provider_total_timeout(env: Mapping[str, str] = os.environ) -> float | None:
+    """PROVIDER_TOTAL_TIMEOUT: the most one provider call may take in all (None: the invocation's time decides)."""
+    return _seconds(env, "PROVIDER_TOTAL_TIMEOUT", 0.0) if env.get("PROVIDER_TOTAL_TIMEOUT") else None
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name}: must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _whole(env: Mapping[str, str], name: str) -> int:
+    text = env[name]
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{name}: must be a whole number of at least 1, got {text!r}")
+    return int(text)
