@@ -55,7 +55,7 @@ def test_deploy_resolves_the_outputs_and_lists_what_it_skips(cloud: LocalCloud) 
 def test_queues_table_secret_and_bus_are_configured_as_the_template_says(cloud: LocalCloud) -> None:
     sqs: SQSClient = cloud.client("sqs")
     attributes = sqs.get_queue_attributes(QueueUrl=cloud.deployment.outputs["QueueUrl"], AttributeNames=["All"])
-    assert attributes["Attributes"]["VisibilityTimeout"] == "1"
+    assert attributes["Attributes"]["VisibilityTimeout"] == "4"
     redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
     assert redrive == {"deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:local-WorkDLQ", "maxReceiveCount": 2}
     dynamodb: DynamoDBClient = cloud.client("dynamodb")
@@ -228,7 +228,7 @@ def test_a_queue_whose_visibility_timeout_is_below_the_function_timeout_is_refus
 ) -> None:
     cloud.stop()
     try:
-        with pytest.raises(DeploymentError, match="visibility timeout: 1 seconds is less than Function timeout: 5"):
+        with pytest.raises(DeploymentError, match="visibility timeout: 4 seconds is less than Function timeout: 5"):
             LocalCloud(TEMPLATE, {"BatchTimeout": 5}, state_dir=tmp_path).start()
     finally:
         cloud.start()
