@@ -145,11 +145,11 @@ def test_a_provider_that_never_finishes_costs_one_unanswered_poll_not_the_batch(
     # The hanging record is handled, not retried: its poll is recorded as unanswered and polling goes on.
     assert failed_ids(result.payload) == []
     results = store(stack)
-    item = results.get(f"antom#{DRIP_MERCHANT}#{hanging}")
+    item = results.get(f"antom#{DRIP_MERCHANT}#rr:{hanging}")
     assert item is not None
     assert (item["polls"], item["lastObservation"]["status"], item["pollingState"]) == (1, "UNKNOWN", "POLLING")
     for refund in others:
-        assert (results.get(f"antom#default#{refund}") or {}).get("status") == "SUCCESS", refund
+        assert (results.get(f"antom#default#rr:{refund}") or {}).get("status") == "SUCCESS", refund
 
 
 def test_provider_total_timeout_from_the_environment_caps_every_call(stack: DevStack) -> None:
@@ -161,7 +161,7 @@ def test_provider_total_timeout_from_the_environment_caps_every_call(stack: DevS
 
     assert result.function_error is None and failed_ids(result.payload) == [], result.payload
     assert seconds < 4  # 2 s for the provider, the rest for the claim and the write
-    item = store(stack).get(f"antom#{DRIP_MERCHANT}#{hanging}")
+    item = store(stack).get(f"antom#{DRIP_MERCHANT}#rr:{hanging}")
     assert item is not None and (item["polls"], item["lastObservation"]["status"]) == (1, "UNKNOWN")
 
 
@@ -174,7 +174,7 @@ def test_a_malformed_provider_bound_stops_the_function_naming_the_variable(stack
     assert (
         result.payload["errorMessage"] == "PROVIDER_MAX_BODY_BYTES: must be a whole number of at least 1, got '64KiB'"
     )
-    assert store(stack).get(f"antom#default#{refund}") is None  # nothing was done with a misconfigured adapter
+    assert store(stack).get(f"antom#default#rr:{refund}") is None  # nothing was done with a misconfigured adapter
 
 
 def test_a_record_whose_aws_call_hangs_is_left_for_redelivery_and_the_batch_returns_in_time(stack: DevStack) -> None:
@@ -187,7 +187,7 @@ def test_a_record_whose_aws_call_hangs_is_left_for_redelivery_and_the_batch_retu
     try:
         result, seconds = invoke_timed(stack, event)
         results = store(stack)
-        items = {refund: results.get(f"alipayplus#default#{refund}") or {} for refund in refunds}
+        items = {refund: results.get(f"alipayplus#default#rr:{refund}") or {} for refund in refunds}
     finally:
         stack.cloud.route_functions_through(stack.cloud.endpoint_url)  # new workers: the stuck thread goes too
         proxy.release.set()

@@ -315,7 +315,9 @@ def test_functions_and_layer_run_python_3_13_on_arm64(sam_template: dict[str, An
     assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
 
 
-def test_alarms_watch_the_dlq_failed_and_timed_out_executions_and_auth_errors(sam_template: dict[str, Any]) -> None:
+def test_alarms_watch_dlq_failed_and_timed_out_executions_auth_errors_final_conflicts(
+    sam_template: dict[str, Any],
+) -> None:
     alarms = resources_of_type(sam_template, "AWS::CloudWatch::Alarm").values()
     watched = {(alarm["Properties"]["Namespace"], alarm["Properties"]["MetricName"]) for alarm in alarms}
 
@@ -324,6 +326,7 @@ def test_alarms_watch_the_dlq_failed_and_timed_out_executions_and_auth_errors(sa
         ("AWS/States", "ExecutionsFailed"),
         ("AWS/States", "ExecutionsTimedOut"),
         ("RefundPoller", "ProviderAuthErrors"),
+        ("RefundPoller", "FinalStatusConflicts"),
     }
 
 

@@ -66,15 +66,13 @@ def poll_metrics(poll: PollResult) -> list[MetricValue]:
         values.append(MetricValue("ProviderLatency", MetricUnit.Milliseconds, observation.latency_ms))
     distrust = observation.distrust
     if distrust is None and observation.result.status == "S" and not observation.verified:
-        distrust = UNVERIFIED_SUCCESS  # an adapter that does not tag its untrusted answers yet
+        distrust = UNVERIFIED_SUCCESS  # an adapter that forgot to tag an untrusted answer still counts
     if distrust:
         values.append(MetricValue("UntrustedAnswers", MetricUnit.Count, 1, (("reason", distrust),)))
     if observation.result.status == "F" and observation.result.code in AUTH_ERROR_CODES:
         values.append(MetricValue("ProviderAuthErrors", MetricUnit.Count, 1))
-    # PollResult.final_conflict (both answers, when the provider contradicted a stored final status) is being
-    # added alongside this code: read it defensively until it is on main.
-    if getattr(poll, "final_conflict", None):
-        values.append(MetricValue("FinalStatusConflicts", MetricUnit.Count, 1))
+    if poll.final_status_conflicts:  # the provider contradicted a stored final status: both answers are on the item
+        values.append(MetricValue("FinalStatusConflicts", MetricUnit.Count, poll.final_status_conflicts))
     return values
 
 
