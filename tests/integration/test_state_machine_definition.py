@@ -28,6 +28,7 @@ from moto.events.models import EventsBackend
 # samcli ships no type information (no py.typed); it only parses template.yaml's short-form intrinsics here.
 from samcli.yamlhelper import yaml_parse  # type: ignore[import-untyped]
 
+from refund_core.domain.inquiry import item_key
 from refund_core.domain.polling import DURATION_BOUNDS, EXPRESS_MAX_WINDOW_SECONDS
 from refund_poller.devstack import FAST_POLICY, DevStack
 from tests.integration.stack_support import events_by_key, history, send, store, wait_closed, wait_execution
@@ -136,6 +137,14 @@ def worst_case_seconds(state: State) -> float:
     delays = [delay for retrier in state.get("Retry", []) for delay in retry_delays(retrier)]
     attempt = float(state["TimeoutSeconds"])
     return (1 + len(delays)) * attempt + sum(delays)
+
+
+def closing_seconds(states: dict[str, State]) -> float:
+    """The longest the error path takes to close the window: the ERROR write, then (refused: the refund is final)
+    the write that closes it keeping the final status, each at its worst."""
+    return worst_case_seconds(states["Record error outcome"]) + worst_case_seconds(
+        states["Close window keeping final status"]
+    )
 
 
 def substituted_definition(substitutions: dict[str, Any]) -> str:
@@ -303,33 +312,77 @@ def test_a_failed_poll_is_recorded_with_its_event_pending_then_announced_then_cl
 
     assert record["Resource"] == "arn:${Partition}:states:::dynamodb:updateItem"
     assert parameters["Key"] == {"pk": {"S.$": "$.inquiry.key"}}
-    # Only this loop's window, still open: a window the function closed keeps its outcome and its single event.
+    # Only this loop's window, still open: a window the function closed keeps its outcome and its single event, a
+    # newer window (another claim, whatever its generation) is not this loop's.
     assert parameters["ConditionExpression"] == (
-        "#generation = :generation AND #pollingState = :polling AND (attribute_not_exists(#final) OR #final = :false)"
+        "#windowId = :windowId AND #pollingState = :polling AND (attribute_not_exists(#final) OR #final = :false)"
     )
-    assert values[":generation"] == {"N.$": "States.JsonToString($.generation)"}
+    assert values[":windowId"] == {"S.$": "$.windowId"}
     assert values[":polling"] == {"S": "POLLING"}
     assert values[":error"] == {"S": "ERROR"}
+    # The store keeps generation for its claims; the window id alone says whose window it is.
+    assert "generation" not in json.dumps(record)
     # The close and the outbox flag are one write: a crash after it cannot lose the event.
     assert "#eventPending = :true" in parameters["UpdateExpression"]
     assert "#eventId = :eventId" in parameters["UpdateExpression"]
+    assert "#resolvedAt = :resolvedAt" in parameters["UpdateExpression"]
     assert (names["#eventPending"], names["#eventId"]) == ("eventPending", "eventId")
     assert values[":eventId"] == {"S.$": "$$.Execution.Name"}
     assert prepare["Parameters"]["eventId.$"] == "$$.Execution.Name"
     assert announce["Resource"] == "arn:${Partition}:states:::events:putEvents"
     assert announce["Parameters"]["Entries"][0]["Source"] == "refund-poller"
-    # Cleared only after the event was accepted, and only for this event of this window.
-    assert clear["UpdateExpression"] == "REMOVE #eventPending"
-    assert clear["ConditionExpression"] == "#generation = :generation AND #eventId = :eventId AND #eventPending = :true"
-    assert clear["ExpressionAttributeValues"][":generation"] == {
-        "N.$": "States.JsonToString(States.MathAdd($.generation, 1))"
+    # Cleared only after the event was accepted, and only for this event, as the store clears its own.
+    assert clear["UpdateExpression"] == "SET #eventPending = :false"
+    assert clear["ConditionExpression"] == "#eventId = :eventId AND #eventPending = :true"
+    assert clear["ExpressionAttributeValues"] == {
+        ":eventId": {"S.$": "$$.Execution.Name"},
+        ":true": {"BOOL": True},
+        ":false": {"BOOL": False},
     }
-    assert clear["ExpressionAttributeValues"][":eventId"] == {"S.$": "$$.Execution.Name"}
     # A failed announce (or clear) keeps the flag: the next touch of the refund publishes the event.
-    failed = {c["Next"] for c in record["Catch"]} | {c["Next"] for c in announce["Catch"]}
-    assert failed | {c["Next"] for c in cleared["Catch"]} | {cleared["Next"]} == {"Inquiry failed"}
-    assert any("DynamoDB.ConditionalCheckFailedException" in c["ErrorEquals"] for c in record["Catch"])
+    failed = {c["Next"] for c in announce["Catch"]} | {c["Next"] for c in cleared["Catch"]}
+    assert failed | {cleared["Next"]} == {"Inquiry failed"}
+    assert catcher_for(record, "States.Timeout")["Next"] == "Inquiry failed"
     assert states["Inquiry failed"]["Type"] == "Fail"
+
+
+def test_a_final_refund_keeps_its_status_when_the_error_path_closes_its_window(states: dict[str, State]) -> None:
+    record = states["Record error outcome"]
+    keep = states[catcher_for(record, "DynamoDB.ConditionalCheckFailedException")["Next"]]
+    parameters = keep["Parameters"]
+    names, values = parameters["ExpressionAttributeNames"], parameters["ExpressionAttributeValues"]
+
+    assert keep["Resource"] == "arn:${Partition}:states:::dynamodb:updateItem"
+    assert parameters["Key"] == {"pk": {"S.$": "$.inquiry.key"}}
+    # Still this loop's window and open: the refund is final (a forced re-poll). It is closed, its status kept.
+    assert parameters["ConditionExpression"] == "#windowId = :windowId AND #pollingState = :polling"
+    assert values[":windowId"] == {"S.$": "$.windowId"}
+    assert "status" not in names.values() and "final" not in names.values()
+    assert parameters["UpdateExpression"] == (
+        "SET #reason = :reason, #pollingState = :idle, #resolvedAt = :resolvedAt, "
+        "#eventPending = :true, #eventId = :eventId"
+    )
+    assert values[":reason"] == record["Parameters"]["ExpressionAttributeValues"][":reason"]
+    assert values[":eventId"] == {"S.$": "$$.Execution.Name"}
+    # The event announces what is stored, the same fields as the ERROR event, and never the $$ timestamp.
+    assert parameters["ReturnValues"] == "ALL_NEW"
+    assert keep["ResultSelector"] == {
+        "status.$": "$.Attributes.status.S",
+        "final.$": "$.Attributes.final.BOOL",
+        "pollingState.$": "$.Attributes.pollingState.S",
+        "reason.$": "$.Attributes.reason.S",
+        "eventId.$": "$.Attributes.eventId.S",
+    }
+    prepare = states[record["Next"]]
+    assert {k.removesuffix(".$") for k in keep["ResultSelector"]} == {
+        k.removesuffix(".$") for k in prepare["Parameters"]
+    }
+    assert keep["ResultPath"] == prepare["ResultPath"] == "$.errorOutcome"
+    assert keep["Next"] == prepare["Next"] == "Announce error"
+    # Closed already (the function owns that event) or superseded (the newer window does): no write, no event.
+    assert catcher_for(keep, "DynamoDB.ConditionalCheckFailedException")["Next"] == "Inquiry failed"
+    assert catcher_for(keep, "States.Timeout")["Next"] == "Inquiry failed"
+    assert keep["Retry"] == record["Retry"]
 
 
 def test_failures_have_readable_names(states: dict[str, State]) -> None:
@@ -339,13 +392,20 @@ def test_failures_have_readable_names(states: dict[str, State]) -> None:
             assert state["Cause"], name
 
 
-def test_the_definition_has_no_timestamp_logic() -> None:
+def test_the_definition_has_no_timestamp_logic(states: dict[str, State]) -> None:
     text = DEFINITION.read_text(encoding="utf-8")
 
     # moto's Choice compares only whole-second UTC timestamps, and a context timestamp in the output breaks its
-    # DescribeExecution: deadlines are decided in code. The execution's name (the event id) is the only context read.
+    # DescribeExecution: deadlines are decided in code. The context read: the execution's name (the event id), and
+    # the error path's close time, only as a value written to DynamoDB (never in the state).
     assert "Timestamp" not in text
-    assert set(re.findall(r"\$\$\.[A-Za-z.]+", text)) == {"$$.Execution.Name"}
+    assert set(re.findall(r"\$\$\.[A-Za-z.]+", text)) == {"$$.Execution.Name", "$$.State.EnteredTime"}
+    for name, state in states.items():
+        values = state.get("Parameters", {}).get("ExpressionAttributeValues", {})
+        written = [value for value in values.values() if value == {"S.$": "$$.State.EnteredTime"}]
+        # Only as a string value of a DynamoDB write, never selected back into the state.
+        assert json.dumps(state).count("$$.State.EnteredTime") == len(written), name
+        assert "resolvedAt" not in json.dumps(state.get("ResultSelector", {})), name
 
 
 # --- Time bounds (docs/internals.md, "Timeouts, retries and concurrency") ---------------------------------------
@@ -363,8 +423,7 @@ def test_express_executions_close_their_window_within_five_minutes(states: dict[
     # With no missed polls (EXPRESS), the last poll starts before the window's deadline (the function closes the
     # window once another interval would pass it) and may use up every retry; an error then must be recorded.
     # Announce and clear may be cut off by the 5-minute stop: the outbox flag keeps the event.
-    worst = EXPRESS_MAX_WINDOW_SECONDS + worst_case_seconds(poll_task(states))
-    worst += worst_case_seconds(states["Record error outcome"])
+    worst = EXPRESS_MAX_WINDOW_SECONDS + worst_case_seconds(poll_task(states)) + closing_seconds(states)
 
     assert worst + MARGIN_SECONDS <= EXPRESS_MAX_SECONDS, worst
 
@@ -376,8 +435,8 @@ def test_standard_executions_end_before_the_state_machine_timeout(
     windows = [spec["MaxValue"] for name, spec in template["Parameters"].items() if name.endswith("WindowSeconds")]
     poll = worst_case_seconds(poll_task(states))
     missed_poll = max(states[name]["Seconds"] for name in ("Wait after missed poll", "Wait after failed poll")) + poll
-    error_path = sum(
-        worst_case_seconds(states[n]) for n in ("Record error outcome", "Announce error", "Error announced")
+    error_path = closing_seconds(states) + sum(
+        worst_case_seconds(states[n]) for n in ("Announce error", "Error announced")
     )
     worst = max(*windows, DURATION_BOUNDS[1]) + max_missed_polls(template) * missed_poll + poll + error_path
 
@@ -390,10 +449,7 @@ def test_the_bounds_arithmetic_fails_when_a_retry_is_raised(states: dict[str, St
 
     assert worst_case_seconds(raised) > worst_case_seconds(poll_task(states)) + raised["TimeoutSeconds"]
     assert (
-        EXPRESS_MAX_WINDOW_SECONDS
-        + worst_case_seconds(raised)
-        + worst_case_seconds(states["Record error outcome"])
-        + MARGIN_SECONDS
+        EXPRESS_MAX_WINDOW_SECONDS + worst_case_seconds(raised) + closing_seconds(states) + MARGIN_SECONDS
         > EXPRESS_MAX_SECONDS
     )
 
@@ -490,7 +546,7 @@ def test_a_throttled_poll_is_made_again_and_the_refund_gets_its_outcome(
     stack: DevStack, reserved_concurrency_throttles: None
 ) -> None:
     refund = f"processing1-success--throttled-{uuid.uuid4().hex[:8]}"
-    key = f"antom#default#{refund}"
+    key = item_key("antom", "default", refund_request_id=refund)
     inquire = InquireReservation(stack)
     inquire.set(0)  # every poll throttled until the loop has given up on one
     try:
@@ -512,7 +568,7 @@ def test_a_throttled_poll_is_made_again_and_the_refund_gets_its_outcome(
 
 def test_a_poll_the_function_failed_is_made_again_and_the_refund_gets_its_outcome(stack: DevStack) -> None:
     refund = f"processing1-fail--crashing-{uuid.uuid4().hex[:8]}"
-    key = f"alipayplus#default#{refund}"
+    key = item_key("alipayplus", "default", refund_request_id=refund)
     stack.cloud.inject_failures("InquireFunction", rate=1.0)  # every attempt of a poll crashes, then none
     try:
         send(stack, {"provider": "alipayplus", "refundRequestId": refund, "polling": {"maxDurationSeconds": 60}})
@@ -534,7 +590,7 @@ def test_a_poll_lost_more_often_than_the_limit_is_recorded_error_and_announced_o
     stack: DevStack, reserved_concurrency_throttles: None
 ) -> None:
     refund = f"processing3-success--throttled-{uuid.uuid4().hex[:8]}"
-    key = f"antom#default#{refund}"
+    key = item_key("antom", "default", refund_request_id=refund)
     inquire = InquireReservation(stack)
     inquire.set(0)
     try:
@@ -566,7 +622,7 @@ def test_when_the_error_event_cannot_be_published_it_stays_pending_on_the_item(
         return [{"ErrorCode": "InternalFailure", "ErrorMessage": "refused by the test"} for _ in events]
 
     refund = f"processing2-success--unannounced-{uuid.uuid4().hex[:8]}"
-    key = f"alphapay#default#{refund}"
+    key = item_key("alphapay", "default", refund_id=refund)
     monkeypatch.setattr(EventsBackend, "put_events", refused)
     stack.cloud.inject_failures("InquireFunction", rate=1.0)
     try:
@@ -583,3 +639,71 @@ def test_when_the_error_event_cannot_be_published_it_stays_pending_on_the_item(
     assert (item["eventPending"], item["eventId"]) == (True, execution["name"])
     assert task_errors(stack, arn)[-3:] == ["EventBridge.FailedEntry"] * 3
     assert "Error announced" not in entered_states(stack, arn)
+
+
+def refund_events(stack: DevStack, field: str, refund: str, wait_seconds: int = 2) -> list[dict[str, Any]]:
+    """The result events published for one refund since the last drain (other tests' events are dropped)."""
+    return [e["detail"] for e in stack.result_events(wait_seconds=wait_seconds) if e["detail"].get(field) == refund]
+
+
+def test_a_forced_poll_of_a_final_refund_that_keeps_failing_closes_its_window_keeping_the_status(
+    stack: DevStack,
+) -> None:
+    refund = f"success--forced-{uuid.uuid4().hex[:8]}"
+    key = item_key("alipayplus", "default", refund_request_id=refund)
+    send(stack, {"provider": "alipayplus", "refundRequestId": refund})
+    assert wait_closed(stack, [key])[key]["status"] == "SUCCESS"
+    assert len(refund_events(stack, "refundRequestId", refund)) == 1  # the first window's event
+    stack.sandbox.set_script("alipayplus", refund, "processing")  # the forced poll starts a loop
+    stack.cloud.inject_failures("InquireFunction", rate=1.0)  # whose every poll crashes
+    try:
+        send(stack, {"provider": "alipayplus", "refundRequestId": refund, "force": True})
+        arn = execution_of(stack, key)
+        execution = wait_execution(stack, arn, timeout=60)
+    finally:
+        stack.cloud.inject_failures("InquireFunction", rate=0.0)
+    item = store(stack).get(key)
+    announced = refund_events(stack, "refundRequestId", refund)
+
+    assert (execution["status"], execution.get("error")) == ("FAILED", "InquiryFailed")
+    assert item is not None
+    # The window is closed; the final status stays, the failure is its reason.
+    assert (item["status"], item["final"], item["pollingState"]) == ("SUCCESS", True, "IDLE")
+    assert "Close window keeping final status" in entered_states(stack, arn)
+    assert item["reason"].startswith("Runtime.ExitError: ")
+    assert item["resolvedAt"]
+    # One event, announcing the kept status, with the id the item recorded; the outbox flag is off.
+    assert (item["eventId"], item["eventPending"]) == (execution["name"], False)
+    assert [(e["status"], e["final"], e["pollingState"], e["eventId"]) for e in announced] == [
+        ("SUCCESS", True, "IDLE", execution["name"])
+    ]
+
+
+def test_the_error_path_of_a_superseded_window_writes_nothing_and_publishes_nothing(stack: DevStack) -> None:
+    refund = f"processing--superseded-{uuid.uuid4().hex[:8]}"
+    key = item_key("alphapay", "default", refund_id=refund)
+    dynamodb, table = stack.client("dynamodb"), str(stack.outputs["ResultsTableName"])
+    stack.cloud.inject_failures("InquireFunction", rate=1.0)
+    try:
+        send(stack, {"provider": "alphapay", "refundId": refund})
+        arn = execution_of(stack, key)
+        wait_until_entered(stack, arn, {"Poll missed"})
+        # A newer claim's window. Its generation is this loop's, as when the item was deleted (TTL) and claimed
+        # again: only the window id tells the two windows apart.
+        dynamodb.update_item(
+            TableName=table,
+            Key={"pk": {"S": key}},
+            UpdateExpression="SET #windowId = :newer",
+            ExpressionAttributeNames={"#windowId": "windowId"},
+            ExpressionAttributeValues={":newer": {"S": uuid.uuid4().hex}},
+        )
+        newer = store(stack).get(key)
+        execution = wait_execution(stack, arn, timeout=60)
+    finally:
+        stack.cloud.inject_failures("InquireFunction", rate=0.0)
+
+    assert (execution["status"], execution.get("error")) == ("FAILED", "InquiryFailed")
+    assert "Record error outcome" in entered_states(stack, arn)
+    assert newer is not None and newer["pollingState"] == "POLLING"
+    assert store(stack).get(key) == newer  # the newer window's item, untouched
+    assert refund_events(stack, "refundId", refund) == []
