@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 TEMPLATE = Path(__file__).parents[1] / "fixtures" / "local_runtime" / "template.yaml"
 TABLE = "local-ItemsTable"
 INDEX = "group-index"
-LAG = 0.6
+LAG = 2.0  # long enough that a loaded machine still reads right after the write, inside the lag
 # What a merchant may send as an id: CJK, spaces, "/", ".", ":", up to 64 characters.
 ID_ALPHABET = "AZaz09-_ /.:退款號碼テスト한국어€"
 T = TypeVar("T")
