@@ -43,7 +43,7 @@ def test_invoke_without_a_running_stack_starts_one_for_the_call(tmp_path: Path) 
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["decision"]["status"] == "SUCCESS"
-    assert "starting one for this call" in done.stderr
+    assert "starting a throwaway one for this call" in done.stderr
 
 
 def test_invoke_refuses_an_unknown_function_in_one_line(local_stack: LocalStack) -> None:
