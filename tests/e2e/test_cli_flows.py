@@ -15,6 +15,7 @@ from tests.e2e.conftest import CompletedCli, LocalStack, run_cli_concurrently
 
 PROVIDERS = ("antom", "alipayplus", "alphapay")
 ID_OPTION = {"antom": "--refund-request-id", "alipayplus": "--refund-request-id", "alphapay": "--refund-id"}
+ID_FIELD = {"antom": "refundRequestId", "alipayplus": "refundRequestId", "alphapay": "refundId"}
 
 
 def _send(provider: str, refund: str, *more: str) -> list[str]:
@@ -40,7 +41,8 @@ def test_a_refund_sent_through_the_cli_is_polled_to_success_and_traced_poll_by_p
     local_stack: LocalStack, sent: dict[str, tuple[str, CompletedCli]], provider: str
 ) -> None:
     refund, send = sent[provider]
-    assert len(send.stdout.split()) == 1  # one message id
+    message_id, for_refund = send.stdout.strip().split("  ", 1)  # one message id, then the refund it is for
+    assert message_id and for_refund == f"{provider} default {ID_FIELD[provider]}={refund!r}"
 
     status: dict[str, Any] = local_stack.cli_json("status", "--provider", provider, ID_OPTION[provider], refund)
     trace = local_stack.cli_json("trace", "--provider", provider, ID_OPTION[provider], refund)
@@ -104,5 +106,5 @@ def test_send_from_a_json_lines_file_sends_every_line_in_batches(local_stack: Lo
     done = local_stack.cli("send", "--file", str(path))
 
     assert done.returncode == 0, done.stderr
-    assert len(done.stdout.split()) == 12
+    assert len(done.stdout.splitlines()) == 12
     local_stack.closed_item(f"alipayplus#default#rr:success--file11-{run}")

@@ -11,7 +11,10 @@ from typer.testing import CliRunner
 from refund_poller.cli.main import app
 from tests.e2e.conftest import EVENTS, LocalStack, run_cli
 
-EVENT_FILES = sorted(p for p in EVENTS.glob("*.json") if p.name != "env.json")
+# result_event_*.json are what the stack publishes, not function input (see test_result_event_contract.py).
+EVENT_FILES = sorted(
+    p for p in EVENTS.glob("*.json") if p.name != "env.json" and not p.name.startswith("result_event_")
+)
 
 
 def _function_for(event: Path) -> str:
@@ -43,7 +46,7 @@ def test_invoke_without_a_running_stack_starts_one_for_the_call(tmp_path: Path) 
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["decision"]["status"] == "SUCCESS"
-    assert "starting one for this call" in done.stderr
+    assert "starting a throwaway one for this call" in done.stderr
 
 
 def test_invoke_refuses_an_unknown_function_in_one_line(local_stack: LocalStack) -> None:

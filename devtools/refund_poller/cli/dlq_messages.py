@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 HIDE_SECONDS = 30  # long enough to read the whole queue once; released at once afterwards
+SHORT_ID = 8  # like git's short hashes: the head of a message id, enough among the few messages of a DLQ
+STARTER = "StartInquiry"  # the rejectedBy attribute of a message the starter found invalid
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,18 @@ class DlqMessage:
     body: str
     source_message_id: str | None
     receipt_handle: str
+    rejected_by: str | None = None
+    """Who set the message aside as invalid (the starter), None when SQS moved it after failed deliveries."""
+
+    @property
+    def rejected_as_invalid(self) -> bool:
+        """Rejected by the starter's validation: sent again unchanged, it would only be rejected again."""
+        return self.rejected_by == STARTER
+
+    def matches(self, wanted: str) -> bool:
+        """Whether ``wanted`` is this message's id or its send-time id, whole or a prefix of at least SHORT_ID."""
+        ids = [self.message_id, self.source_message_id or ""]
+        return any(i == wanted or (len(wanted) >= SHORT_ID and i.startswith(wanted)) for i in ids)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -94,6 +108,7 @@ def _receive_all(sqs: Any, dlq_url: str, deliveries: int | None) -> list[DlqMess
 def _message(raw: dict[str, Any], deliveries: int | None) -> DlqMessage:
     attributes = raw.get("MessageAttributes", {})
     reason = attributes.get("rejectionReason", {}).get("StringValue")
+    rejected_by = attributes.get("rejectedBy", {}).get("StringValue") if reason is not None else None
     if reason is None:  # moved here by SQS after the starter kept failing on it
         reason = f"failed {deliveries} deliveries" if deliveries else "failed repeated deliveries"
     sent = int(raw.get("Attributes", {}).get("SentTimestamp", "0")) / 1000
@@ -104,7 +119,12 @@ def _message(raw: dict[str, Any], deliveries: int | None) -> DlqMessage:
         body=raw["Body"],
         source_message_id=attributes.get("sourceMessageId", {}).get("StringValue"),
         receipt_handle=raw["ReceiptHandle"],
+        rejected_by=rejected_by,
     )
+
+
+def short(message_id: str | None) -> str:
+    return (message_id or "-")[:SHORT_ID]
 
 
 def _camel(name: str) -> str:

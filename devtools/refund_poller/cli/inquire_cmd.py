@@ -12,6 +12,9 @@ from refund_core.domain import ProfileError, parse_profile
 from refund_core.providers import DEFAULT_TIMEOUT, Provider, QueryError, RefundQuery, provider_for
 from refund_poller.cli.errors import fail
 
+# The answer could not be trusted: no answer (unreachable, timed out), an error answer, or one whose signature,
+# freshness or refund did not check out. Distinct from 1 (a failure of the command) and 2 (refused arguments).
+EXIT_UNTRUSTED = 3
 _IDS_HINT = "give --refund-id and/or --refund-request-id (at most 64 characters each; AlphaPay needs --refund-id)"
 
 
@@ -32,8 +35,12 @@ def inquire(
 
     The observation says what came back: status (SUCCESS, FAIL, PROCESSING, NOT_FOUND, UNKNOWN or
     ERROR), whether it is final, whether the answer's signature verified, both ids, the provider's
-    result code and the reason in words. Exit status 0 means the inquiry ran, whatever the status;
-    2 means the arguments, the profile or the ids were refused and nothing was sent.
+    result code and the reason in words.
+
+    Exit status: 0 the provider answered and the answer is trusted (signature verified, about this
+    refund), whatever the refund's status; 3 no trusted answer: the provider could not be reached or
+    timed out, or its answer was an error or not trusted (the observation's reason and distrust say
+    why); 2 the arguments, the profile or the ids were refused and nothing was sent.
 
     This is development tooling: a profile whose baseUrl is plain http:// to a loopback host (the
     sandbox's) is accepted here; a deployed stack refuses it.
@@ -52,6 +59,8 @@ def inquire(
     except QueryError as exc:
         fail(str(exc), hint=_IDS_HINT)
     typer.echo(json.dumps(observation.to_dict(), indent=2))
+    if not observation.verified:
+        raise typer.Exit(EXIT_UNTRUSTED)
 
 
 def _adapter(path: Path, timeout: tuple[float, float]) -> Provider:

@@ -31,9 +31,10 @@ def invoke(
     """Run a function once with an event, as Lambda would: the payload on stdout, the logs on stderr.
 
     The function runs with the template's environment against the stack's resources: the local stack found
-    in this directory (or --endpoint-url), a deployed stack (--stack-name), or, when none is running, a
-    local stack started for this one call. The events/ files use the sandbox's refund id scripts
-    (docs/sandbox.md) and the merchant "default". Exit status 1 when the function raised an error.
+    in this directory or a parent (or --endpoint-url), a deployed stack (--stack-name), or, when none is
+    running, a throwaway local stack started for this one call (and said so on stderr). The events/ files
+    use the sandbox's refund id scripts (docs/sandbox.md) and the merchant "default". Exit status 1 when the
+    function raised an error.
 
     Examples:
 
@@ -89,7 +90,10 @@ def _invoke_in_process(function: str, payload: Any) -> tuple[Any, str | None, st
     from refund_poller.devstack import DevStack  # heavy (moto): only when needed
     from refund_poller.local import LocalCloudError
 
-    sys.stderr.write("no local stack running here: starting one for this call …\n")
+    sys.stderr.write(
+        "no local stack is running (none found here or in a parent directory): starting a throwaway one for this"
+        " call, stopped afterwards; `refund-poller local up` keeps one running …\n"
+    )
     with tempfile.TemporaryDirectory(prefix="refund-poller-invoke-") as state_dir:
         try:
             with DevStack(Path(state_dir)) as stack:

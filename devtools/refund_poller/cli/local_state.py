@@ -1,8 +1,9 @@
 """The state file of a running ``refund-poller local up``: how other commands in this directory find the stack.
 
-``.refund-poller/local-stack.json`` (relative to the working directory) holds the emulated AWS endpoint, the
+``.refund-poller/local-stack.json`` in the directory where ``local up`` runs holds the emulated AWS endpoint, the
 stack's outputs, the sandbox URL and the merchant profiles; ``local up`` writes it once the stack is ready and
-removes it when it stops.
+removes it when it stops. Other commands look for it in the working directory and then in each parent, as git
+looks for ``.git``, so they work from any subfolder of the project.
 """
 
 from __future__ import annotations
@@ -41,8 +42,41 @@ def write_state(state: LocalStackState, path: Path = STATE_FILE) -> None:
     temporary.replace(path)  # readers never see half a file
 
 
-def read_state(path: Path = STATE_FILE) -> LocalStackState | None:
-    """The recorded stack, or None when there is no (readable) state file."""
+@dataclass(frozen=True)
+class FoundState:
+    """A state file found from the working directory, and what it records."""
+
+    path: Path
+    state: LocalStackState
+
+    @property
+    def running(self) -> bool:
+        return process_alive(self.state.pid)
+
+
+def find_state(start: Path | None = None) -> FoundState | None:
+    """The nearest state file of a running stack in ``start`` (default: the working directory) or a parent;
+    failing that the nearest one left by a stack that has stopped; None when there is none at all."""
+    here = (start or Path.cwd()).resolve()
+    stopped: FoundState | None = None
+    for directory in (here, *here.parents):
+        path = directory / STATE_FILE
+        state = read_state(path)
+        if state is None:
+            continue
+        found = FoundState(path, state)
+        if found.running:
+            return found
+        stopped = stopped or found
+    return stopped
+
+
+def read_state(path: Path | None = None) -> LocalStackState | None:
+    """The stack recorded in ``path`` (default: the nearest, see :func:`find_state`), or None when there is
+    no (readable) state file."""
+    if path is None:
+        found = find_state()
+        return found.state if found else None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return LocalStackState(**data)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+from typing import Annotated
+
 import typer
 
 from refund_poller.cli import (
@@ -27,6 +30,27 @@ app = typer.Typer(
     # Locals in a traceback could include a loaded profile's key material.
     pretty_exceptions_show_locals=False,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        try:
+            version = metadata.version("refund-poller")
+        except metadata.PackageNotFoundError:  # run from a checkout without `make install`
+            version = "unknown (not installed)"
+        typer.echo(f"refund-poller {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Learn the final status of refunds from Antom, Alipay+ wallets and AlphaPay, and the tools to try it locally."""
+
 
 app.add_typer(local_cmd.app, name="local")
 app.command("demo")(demo_cmd.demo)

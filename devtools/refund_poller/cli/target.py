@@ -16,7 +16,7 @@ from botocore.config import Config
 from refund_core.store import DynamoDbRefundStore
 from refund_poller.cli.aws_errors import EXIT_FAILURE, aws_errors
 from refund_poller.cli.errors import fail
-from refund_poller.cli.local_state import STATE_FILE, LocalStackState, process_alive, read_state
+from refund_poller.cli.local_state import STATE_FILE, LocalStackState, find_state, read_state
 
 LOCAL_REGION = "us-east-1"
 # The emulated AWS accepts any credentials; fixed ones keep the user's real ones out of it.
@@ -82,12 +82,16 @@ def resolve_target(
 
 
 def require_local_state() -> LocalStackState:
-    state = read_state()
-    if state is None:
-        fail(f"no local stack is running here (no {STATE_FILE})", hint=NO_STACK_HINT, exit_code=EXIT_FAILURE)
-    if not process_alive(state.pid):
-        fail(f"the local stack in {STATE_FILE} has stopped (pid {state.pid})", hint=NO_STACK_HINT, exit_code=1)
-    return state
+    found = find_state()
+    if found is None:
+        fail(
+            f"no local stack is running here (no {STATE_FILE} here or in a parent directory)",
+            hint=NO_STACK_HINT,
+            exit_code=EXIT_FAILURE,
+        )
+    if not found.running:
+        fail(f"the local stack in {found.path} has stopped (pid {found.state.pid})", hint=NO_STACK_HINT, exit_code=1)
+    return found.state
 
 
 def local_session(region: str = LOCAL_REGION) -> boto3.Session:
