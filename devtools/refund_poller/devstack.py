@@ -28,13 +28,13 @@ MERCHANTS = {spec.name: ("live" if spec.name.endswith("-live") else "default") f
 # Short intervals for tests and `demo --fast`: the same loop, seconds instead of minutes.
 FAST_POLICY = {
     "AntomIntervalSeconds": "1",
-    "AntomWindowSeconds": "8",
+    "AntomWindowSeconds": "12",
     "AntomNotFoundIntervalSeconds": "1",
     "AntomNotFoundMaxPolls": "3",
     "AlipayPlusIntervalSeconds": "1",
-    "AlipayPlusWindowSeconds": "8",
+    "AlipayPlusWindowSeconds": "12",
     "AlphaPayIntervalSeconds": "1",
-    "AlphaPayWindowSeconds": "8",
+    "AlphaPayWindowSeconds": "12",
 }
 
 

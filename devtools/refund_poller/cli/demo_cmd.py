@@ -29,7 +29,7 @@ TIMEOUT_SECONDS = {True: 40.0, False: 100.0}
 
 
 def demo(
-    fast: Annotated[bool, typer.Option("--fast", help="Poll every 1 s for 8 s instead of 5 s for 60 s.")] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="Poll every 1 s for 12 s instead of 5 s for 60 s.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON (progress goes to stderr).")
     ] = False,

@@ -36,7 +36,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="The local st
 
 @app.command("up")
 def up(
-    fast: Annotated[bool, typer.Option("--fast", help="Poll every 1 s for 8 s instead of 5 s for 60 s.")] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="Poll every 1 s for 12 s instead of 5 s for 60 s.")] = False,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the emulated AWS endpoint; 0: any.")] = 0,
     sandbox_port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the provider sandbox; 0: any.")] = 0,
 ) -> None:
@@ -114,7 +114,7 @@ def _state_of(stack: DevStack, fast: bool) -> LocalStackState:
 
 
 def _announce(state: LocalStackState) -> None:
-    policy = "fast: every 1 s for 8 s" if state.fast else "every 5 s for 60 s (Antom not found: 15 s, 3 times)"
+    policy = "fast: every 1 s for 12 s" if state.fast else "every 5 s for 60 s (Antom not found: 15 s, 3 times)"
     lines = [
         f"local stack ready ({policy})",
         f"  AWS endpoint   {state.endpoint_url}   (region {state.region}, any credentials)",
@@ -218,7 +218,7 @@ def _print_status(found: FoundState, answering: bool) -> None:
         ]
     else:
         health = "answering" if answering else "NOT answering"
-        policy = "fast: every 1 s for 8 s" if state.fast else "every 5 s for 60 s"
+        policy = "fast: every 1 s for 12 s" if state.fast else "every 5 s for 60 s"
         lines = [
             f"local stack running (pid {state.pid}, {policy})",
             f"  AWS endpoint   {state.endpoint_url}   ({health})",
