@@ -178,3 +178,21 @@ def test_an_old_window_writes_nothing_once_a_newer_window_owns_the_item(store: D
     item = store.get(MESSAGE.key)
     assert item is not None
     assert (item["status"], item["generation"], item["pollingState"]) == ("UNRESOLVED", second.generation, "POLLING")
+
+
+def test_a_remark_is_stored_as_remark_never_as_the_fail_reason(store: DynamoDbRefundStore) -> None:
+    # AlphaPay's refund.description is the merchant's own remark (seed 002:62-64), not why the refund failed.
+    window = claimed(store)
+    failed = Observation(
+        provider="alphapay",
+        status=Status.FAIL,
+        verified=True,
+        refund_id="r-1",
+        refund_request_id="rr-1",
+        description="customer changed their mind",
+        result=ProviderResult("SUCCESS", "S", "success"),
+    )
+    store.record(MESSAGE.key, window, failed, now=NOW)
+    item = store.get(MESSAGE.key)
+    assert item is not None
+    assert (item["status"], item["remark"], item.get("failReason")) == ("FAIL", "customer changed their mind", None)

@@ -530,6 +530,8 @@ def _observation_fields(observation: Observation, *, full: bool) -> dict[str, An
         ),
         "refundTime": observation.refund_time,
         "failReason": observation.fail_reason,
+        # AlphaPay's refund.description: the merchant's own remark, kept apart from any fail reason (seed 002).
+        "remark": observation.description,
     }
     return {name: value for name, value in fields.items() if value is not None}
 
