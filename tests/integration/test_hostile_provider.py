@@ -21,6 +21,7 @@ import pytest
 
 from refund_core.domain import Status, parse_profile
 from refund_core.providers import Provider, RefundQuery, provider_for
+from refund_poller.cli.inquire_cmd import EXIT_UNTRUSTED
 from tests.integration.hostile_provider import DRIP_INTERVAL, HostileProvider, refund_id
 from tests.integration.test_cli_inquire import CLI
 
@@ -193,8 +194,9 @@ def test_a_host_resolving_to_an_unsafe_address_is_a_configuration_error_and_is_n
 
 
 # ---- the same through the CLI -------------------------------------------------------------------------
-def run_measured(*args: str) -> tuple[dict[str, Any], float, int]:
-    """Run the CLI; (printed observation, wall seconds, the child's own peak RSS in bytes)."""
+def run_measured(*args: str, exit_code: int = 0) -> tuple[dict[str, Any], float, int]:
+    """Run the CLI, which must exit with ``exit_code``; (printed observation, wall seconds, the child's own peak RSS
+    in bytes)."""
     started = time.monotonic()
     with tempfile.TemporaryFile() as errors:
         child = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=errors)
@@ -203,7 +205,7 @@ def run_measured(*args: str) -> tuple[dict[str, Any], float, int]:
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
         errors.seek(0)
-        assert child.returncode == 0, errors.read().decode()
+        assert child.returncode == exit_code, errors.read().decode()
     return json.loads(out), time.monotonic() - started, usage.ru_maxrss * 1024
 
 
@@ -244,8 +246,17 @@ def test_refund_poller_inquire_against_the_hostile_provider(
 ) -> None:
     timeouts = ["--connect-timeout", str(TIMEOUT[0]), "--read-timeout", str(TIMEOUT[1])]
 
+    status, distrust = CLI_CASES[scenario]
+    # `inquire` exits 0 only on a trusted answer, 3 when nothing trusted came back (README, CLI table).
+    trusted = status == "SUCCESS"
     seen, elapsed, peak = run_measured(
-        "inquire", "--profile", str(cli_profile), "--refund-id", refund_id(scenario), *timeouts
+        "inquire",
+        "--profile",
+        str(cli_profile),
+        "--refund-id",
+        refund_id(scenario),
+        *timeouts,
+        exit_code=0 if trusted else EXIT_UNTRUSTED,
     )
 
     baseline_elapsed, baseline_peak = cli_baseline
@@ -253,6 +264,6 @@ def test_refund_poller_inquire_against_the_hostile_provider(
     assert seen["latencyMs"] / 1000 < sum(TIMEOUT) + SLACK_SECONDS
     assert elapsed - baseline_elapsed < sum(TIMEOUT) + 3 * SLACK_SECONDS
     assert peak - baseline_peak < MEMORY_BOUND, f"{(peak - baseline_peak) / 2**20:.1f} MiB over the baseline"
-    assert (seen["status"], seen["distrust"]) == CLI_CASES[scenario]
+    assert (seen["status"], seen["distrust"]) == (status, distrust)
     if seen["status"] == "SUCCESS":
         assert seen["reason"] and "dropped" in seen["reason"]

@@ -77,10 +77,14 @@ def test_each_lifecycle_ends_in_its_expected_outcome(name: str, outcomes: tuple[
     item = outcomes[1][case.key]
     assert item["status"] == case.status, item
     assert item["final"] is (case.status in ("SUCCESS", "FAIL"))
-    if case.polls is not None:
+    if case.polls is None:
+        assert item["polls"] >= 4
+    elif case.execution is None:
         assert item["polls"] == case.polls
     else:
-        assert item["polls"] >= 4
+        # The item counts every provider call; a poll attempt that recorded and then died (the 10 s attempt timeout on
+        # a loaded machine) is retried and counted again. The loop's own count is checked in the trace test.
+        assert item["polls"] >= case.polls
     if case.result_code:
         assert item["result"]["code"] == case.result_code
     assert item["correlationId"] == f"test-{case.refund}"
@@ -97,10 +101,22 @@ def test_each_refund_has_its_trace(name: str, outcomes: tuple[DevStack, dict[str
     execution = wait_execution(stack, item["executionArn"])
     assert execution["status"] == case.execution
     events = history(stack, item["executionArn"])
-    # The starter made the first poll; every other poll is one "Ask provider" task in the trace.
-    assert entered(events, "Ask provider") == item["polls"] - 1
+    # The starter made the first poll; every other poll is one "Ask provider" step in the trace, whose attempts (a
+    # retried attempt included) are the only other provider calls the item may count.
+    polls = entered(events, "Ask provider") + 1
+    if case.polls is not None:
+        assert polls == case.polls
+    assert polls <= item["polls"] <= 1 + lambda_attempts(events)
     if case.execution == "FAILED":
         assert execution.get("error") == "ProviderRefusedInquiry"
+
+
+def lambda_attempts(events: list[dict[str, Any]]) -> int:
+    return sum(
+        1
+        for event in events
+        if event["type"] == "TaskStarted" and event["taskStartedEventDetails"]["resourceType"] == "lambda"
+    )
 
 
 def test_every_finished_inquiry_publishes_one_event(outcomes: tuple[DevStack, dict[str, Any]]) -> None:
