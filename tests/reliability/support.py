@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from refund_core.store import is_refund_item, load_item
 from refund_poller.devstack import DevStack
@@ -73,7 +73,7 @@ class StatusWatcher:
         self.seen: dict[str, list[str]] = {}
         self.samples = 0
 
-    def __enter__(self) -> StatusWatcher:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -87,12 +87,15 @@ class StatusWatcher:
             self._sample()
 
     def _sample(self) -> None:
-        for key, item in items(self._stack).items():
+        self._record_statuses(items(self._stack))
+        self.samples += 1
+
+    def _record_statuses(self, table: Mapping[str, Mapping[str, Any]]) -> None:
+        for key, item in table.items():
             history = self.seen.setdefault(key, [])
             status = str(item.get("status"))
             if not history or history[-1] != status:
                 history.append(status)
-        self.samples += 1
 
     def regressions(self) -> dict[str, list[str]]:
         """Keys whose status changed after a final status was seen."""
