@@ -74,7 +74,10 @@ class RunningLoops:
         newest = self._since
         while True:
             request: dict[str, Any] = {"logGroupName": self._group, "startTime": self._since}
-            page = logs.filter_log_events(**request, **({"nextToken": token} if token else {}))
+            try:
+                page = logs.filter_log_events(**request, **({"nextToken": token} if token else {}))
+            except logs.exceptions.ResourceNotFoundException:  # created with the first execution's first record
+                return
             for event in page.get("events", []):
                 record = _json(event["message"])
                 arn, ident = str(record.get("execution_arn", "")), int(record.get("id", 0))

@@ -66,7 +66,7 @@ def caller_pid(client_port: int) -> int | None:
     if inode is None:
         return None
     wanted = f"socket:[{inode}]"
-    for pid in _children(os.getpid()):
+    for pid in _children():
         try:
             for fd in Path(f"/proc/{pid}/fd").iterdir():
                 if os.readlink(fd) == wanted:
@@ -89,15 +89,12 @@ def _socket_inode(port: int) -> str | None:
     return None
 
 
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+def _children() -> set[int]:
+    """This process's children, from each thread's children list (workers are started from several threads)."""
+    found: set[int] = set()
+    for listing in Path("/proc/self/task").glob("*/children"):
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            found.update(int(pid) for pid in listing.read_text().split())
+        except OSError:  # the thread ended meanwhile
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:  # field 4, after the command in parentheses
-            found.append(int(entry.name))
     return found

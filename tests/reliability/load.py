@@ -258,7 +258,10 @@ def _plan(stack: DevStack, tag: str, refunds: int, window: int, mix: Mix, hostil
         label = f"{tag}{n}"
         draw = rng.random()
         if hostile and provider != "alphapay" and draw < mix.hostile_share:
-            plan.append(_hostile(rng, provider, mix.hostile_scenarios[n % len(mix.hostile_scenarios)], label, window))
+            scenario = mix.hostile_scenarios[
+                sum(p.merchant == HOSTILE_MERCHANT for p in plan) % len(mix.hostile_scenarios)
+            ]
+            plan.append(_hostile(rng, provider, scenario, label, window))
         elif provider != "alphapay" and draw < mix.hostile_share + mix.mixed_share:
             plan.append(_mixed(stack, rng, provider, merchant, script, label, polling))
         else:

@@ -72,6 +72,7 @@ class StatusWatcher:
         self._thread = threading.Thread(target=self._run, name="status-watcher", daemon=True)
         self.seen: dict[str, list[str]] = {}
         self.samples = 0
+        self.error: Exception | None = None
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -80,11 +81,16 @@ class StatusWatcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        if self.error is not None:
+            raise AssertionError(f"the watcher stopped sampling: {self.error!r}") from self.error
         self._sample()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._sample()
+        try:
+            while not self._stop.wait(self._interval):
+                self._sample()
+        except Exception as exc:  # raised again on exit: a watcher that stopped looking must not pass a run
+            self.error = exc
 
     def _sample(self) -> None:
         self._record_statuses(items(self._stack))
