@@ -250,7 +250,7 @@ def run_load(
 def _plan(stack: DevStack, tag: str, refunds: int, window: int, mix: Mix, hostile: bool) -> list[Planned]:
     rng = random.Random(f"{tag}/{mix.seed}")
     polling = {"maxDurationSeconds": window}
-    plan = []
+    plan: list[Planned] = []
     for n in range(refunds):
         provider = PROVIDERS[n % len(PROVIDERS)]
         script = mix.scripts[(n // len(PROVIDERS)) % len(mix.scripts)]
