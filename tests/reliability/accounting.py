@@ -16,6 +16,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from refund_core.domain.claim import EVENT_PENDING, POLLING
@@ -29,6 +30,9 @@ CLOSED_TYPES = frozenset({"ExecutionSucceeded", "ExecutionFailed", "ExecutionTim
 # ~35 s (ASL) and a provider call may take its whole budget: a POLLING item with no loop this long after its
 # window's end is stranded, not late.
 STRANDED_AFTER_SECONDS = 75
+# A claim without a loop is legitimate until the starter's message comes back: the queue's VisibilityTimeout
+# (180 s, template.yaml) plus a margin.
+UNSTARTED_AFTER_SECONDS = 240
 _MAX_MEMORY = re.compile(r"Max Memory Used: (\d+) MB")
 
 
@@ -125,14 +129,22 @@ class LoopWatcher(StatusWatcher):
         table = items(self._stack)
         for key, item in table.items():
             if stranded(item, key in by_key, now):
-                self.stranded.setdefault(key, f"POLLING {now - float(item['windowEndsAt']):.0f} s after its window")
+                ended = now - float(item.get("windowEndsAt") or 0)
+                self.stranded.setdefault(key, f"POLLING {ended:.0f} s after its window, no loop running")
         self._record_statuses(table)
         self.samples += 1
 
 
 def stranded(item: Mapping[str, Any], running: bool, now: float) -> bool:
-    ended = float(item.get("windowEndsAt") or 0)
-    return item.get("pollingState") == POLLING and not running and now - ended > STRANDED_AFTER_SECONDS
+    """POLLING, no loop running for it, and past the time any retry would have come: a loop that ended without
+    closing the window (the window ended long ago), or a claim whose starter died before starting one (SQS would
+    have redelivered its message, and the redelivery resumed it, by now)."""
+    if item.get("pollingState") != POLLING or running:
+        return False
+    if item.get("executionArn"):
+        return now - float(item.get("windowEndsAt") or 0) > STRANDED_AFTER_SECONDS
+    claimed = datetime.fromisoformat(str(item.get("claimedAt")).replace("Z", "+00:00")).timestamp()
+    return now - claimed > UNSTARTED_AFTER_SECONDS
 
 
 def window_event_problems(
