@@ -130,6 +130,7 @@ class LoadReport:
     throttled: int = 0
     put_events_refused: int = 0
     killed_at_publish: int = 0
+    kill_misses: int = 0
     executions: int = 0
     loop_samples: int = 0
     most_loops_running: int = 0
@@ -150,6 +151,7 @@ class LoadReport:
                 "updateItemThrottled": self.throttled,
                 "putEventsRefused": self.put_events_refused,
                 "killedAtPublish": self.killed_at_publish,
+                "killMisses": self.kill_misses,
                 "executions": self.executions,
                 "loopSamples": self.loop_samples,
                 "mostLoopsRunning": self.most_loops_running,
@@ -234,7 +236,7 @@ def run_load(
         if proxy is not None:
             report.throttled = sum(proxy.throttled.values())
         if isinstance(proxy, KillingProxy):
-            report.killed_at_publish = proxy.kills
+            report.killed_at_publish, report.kill_misses = proxy.kills, proxy.kill_misses
     report.seconds = time.monotonic() - started
     report.regressions = watcher.regressions()
     report.duplicate_loops = watcher.duplicate_loops
