@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 from refund_poller.local.fault_proxy import FaultProxy
 
@@ -31,6 +33,13 @@ class KillingProxy(FaultProxy):
         self.kill_misses = 0  # a PutEvents whose caller could not be found (forwarded instead)
         self._draw = random.Random(seed)
         self._kill_lock = threading.Lock()
+        report_error = self._server.handle_error
+
+        def handle_error(request: Any, client_address: Any) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # a killed worker's other connections reset
+                report_error(request, client_address)
+
+        self._server.handle_error = handle_error  # type: ignore[method-assign]
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         base = super()._handler_class()
