@@ -99,11 +99,14 @@ def _socket_inode(port: int) -> str | None:
 
 
 def _children() -> set[int]:
-    """This process's children, from each thread's children list (workers are started from several threads)."""
-    found: set[int] = set()
-    for listing in Path("/proc/self/task").glob("*/children"):
+    """This process's children: every process whose parent is this one. The PPid is the process id even when a
+    thread started the child, and stays so after that thread ended (the per-thread ``children`` lists do not)."""
+    me, found = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            found.update(int(pid) for pid in listing.read_text().split())
-        except OSError:  # the thread ended meanwhile
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        except OSError:  # it exited meanwhile
             continue
+        if int(fields[1]) == me:
+            found.add(int(stat.parent.name))
     return found

@@ -213,17 +213,20 @@ def run_load(
     try:
         with LoopWatcher(stack) as watcher:
             watcher.expect(p.key for p in plan)
-            pending = list(plan)
+            pending, sent = list(plan), list[Planned]()
             deadline: float | None = None
             while True:
                 tick = time.monotonic()
                 batch, pending = pending[: max(1, round(per_second))], pending[max(1, round(per_second)) :]
                 if batch:
                     send(stack, *(p.first for p in batch))
+                    sent += batch
                 elif deadline is None:
                     deadline = time.monotonic() + window * max(p.windows for p in plan) + settle_seconds
-                table = items(stack)
-                _send_followups(stack, plan, table)
+                # While sending, read only the items awaiting follow-ups (a scan grows with the run: the soak's
+                # rate would fall with it); once all is sent, the whole table, to see everything closed.
+                table = items(stack) if deadline is not None else _awaiting(stack, sent)
+                _send_followups(stack, sent, table)
                 if deadline is not None and (_all_closed(plan, table) or time.monotonic() > deadline):
                     break
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
@@ -345,6 +348,12 @@ def _provision_hostile(stack: DevStack, hostile: HostileProvider) -> None:
 
 
 # -- sending follow-ups, waiting ---------------------------------------------------------------------------------
+
+
+def _awaiting(stack: DevStack, sent: list[Planned]) -> dict[str, dict[str, Any]]:
+    results = store(stack)
+    found = {p.key: results.get(p.key) for p in sent if p.followups and not p.followed}
+    return {key: item for key, item in found.items() if item is not None}
 
 
 def _send_followups(stack: DevStack, plan: list[Planned], table: dict[str, dict[str, Any]]) -> None:
