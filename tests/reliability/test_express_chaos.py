@@ -1,4 +1,4 @@
-"""EXPRESS under the same chaos: 30 % of provider answers spoiled, 20 % of PutEvents entries refused, 20 % of
+"""EXPRESS under the same chaos: 30 % of provider answers spoiled, 15 % of PutEvents entries refused, 15 % of
 PutEvents calls kill their worker first, a third of the refunds in mixed id forms, random ids and merchants.
 Express has no ListExecutions or DescribeExecution (the strict stack refuses them, as AWS does), so loops are
 followed in the execution logs and everything else is read from the results table and the captured events."""
@@ -24,7 +24,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 @pytest.fixture(scope="module")
 def report(stack: DevStack) -> LoadReport:
-    faults = Faults(chaos_rate=0.3, put_events_failure_rate=0.2, kill_at_publish_rate=0.2, seed=9)
+    faults = Faults(chaos_rate=0.3, put_events_failure_rate=0.15, kill_at_publish_rate=0.15, seed=9)
     mix = Mix(scripts=LOOP_SCRIPTS, mixed_share=0.35, seed=9)
     result = run_load(stack, tag="xp", refunds=REFUNDS, per_second=5, window=45, faults=faults, mix=mix)
     print("express chaos:", result.summary())

@@ -32,7 +32,7 @@ def report(stack: DevStack) -> LoadReport:
     mix = Mix(hostile_share=0.6, seed=4)
     with HostileProvider() as hostile:
         result = run_load(
-            stack, tag="hx", refunds=REFUNDS, per_second=5, window=20, faults=Faults(seed=4), mix=mix, hostile=hostile
+            stack, tag="hx", refunds=REFUNDS, per_second=5, window=40, faults=Faults(seed=4), mix=mix, hostile=hostile
         )
     print("hostile mix:", result.summary())
     return result
