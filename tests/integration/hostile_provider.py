@@ -63,6 +63,8 @@ class HostileProvider:
         self.server.daemon_threads = True
         self.server.hostile = self  # type: ignore[attr-defined]
         self.requests: list[dict[str, Any]] = []
+        self.answered: set[tuple[str, str]] = set()  # (provider, refund id) already answered by "flip"
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -117,6 +119,16 @@ class _Handler(BaseHTTPRequestHandler):
     def answer_replay(self, _: str) -> None:
         """A genuine, correctly signed SUCCESS about another refund (a misrouting cache, a replay)."""
         self.send_signed(self.found(refundId="someone-else-4711", refundRequestId="someone-else-rr", value="999999"))
+
+    def answer_flip(self, _: str) -> None:
+        """A genuine SUCCESS the first time a refund is asked about, a genuine FAIL ever after (a provider that
+        reverses a refund: a stored final status must not flip silently on a ``force`` re-poll)."""
+        hostile: HostileProvider = self.server.hostile  # type: ignore[attr-defined]
+        asked = (self.provider, str(self.asked.get("refundId") or self.asked.get("refundRequestId")))
+        with hostile._lock:
+            first = asked not in hostile.answered
+            hostile.answered.add(asked)
+        self.send_signed(self.found() if first else self.found(refundStatus="FAIL"))
 
     def answer_replaycaller(self, _: str) -> None:
         """A genuine answer to another merchant (one provider key signs everyone's answers)."""

@@ -1,19 +1,41 @@
 """A load driver for the reliability tests and `make soak`: send refunds with known scripts under faults, then account
-for every one of them (nothing lost, right final status, no regression, no forged answer stored, one event each)."""
+for every one of them (nothing lost, right final status, no regression, no forged answer stored, one event per
+closed window, no refund split over two items, never two loops per refund, none stranded).
+
+Every refund gets a random id from the full range a merchant may send and a random merchant (names with "-");
+a share is sent in mixed id forms (first ``refundRequestId`` only, then, once the provider revealed the
+``refundId``, ``refundId`` only and both, concurrently and in random order); with a hostile provider, a share
+is answered by it (replays of another refund's answer, drips, gzip bombs, huge bodies, FAIL after SUCCESS on a
+``force`` re-poll).
+"""
 
 from __future__ import annotations
 
-import itertools
 import json
+import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from refund_core.aws.profiles import secret_name
+from refund_core.domain.claim import EVENT_PENDING
+from refund_core.domain.inquiry import REFUND_ID, REQUEST_ID, RefundRef, item_key
 from refund_poller.devstack import DevStack
 from refund_poller.local.fault_proxy import FaultProxy
 from refund_poller.sandbox import ChaosConfig
-from tests.integration.stack_support import events_by_key, executions, send, store
-from tests.reliability.support import FINAL, StatusWatcher, items, sandbox_amount, scripted_final
+from tests.integration.hostile_provider import HostileProvider
+from tests.integration.stack_support import send, store
+from tests.reliability.accounting import (
+    LoopWatcher,
+    name_digest,
+    peak_memory_mb,
+    stranded,
+    window_event_problems,
+)
+from tests.reliability.ids import MERCHANTS, provision_merchants, random_id, random_plain_id
+from tests.reliability.kills import KillingProxy
+from tests.reliability.support import FINAL, items, sandbox_amount, scripted_final
 
 PROVIDERS = ("antom", "alipayplus", "alphapay")
 # Multi-poll scripts ending in both final statuses; FAIL ones are where a forged SUCCESS would show.
@@ -27,19 +49,63 @@ SCRIPTS = (
     "fail",
     "processing3s-success",
 )
+# Scripts never final at the first inquiry: the starter then never publishes, so a publish that fails is retried
+# by the workflow within seconds (a starter's failed publish waits for SQS's 180 s visibility timeout).
+LOOP_SCRIPTS = tuple(script for script in SCRIPTS if script not in ("success", "fail"))
 ALL_CHAOS = ("http500", "http429", "reset", "garbage", "badsig", "nosig", "unknown", "ratelimit", "slow")
+HOSTILE_MERCHANT = "hostile-net"
+# What the hostile provider does, by the scenario an id carries (tests/integration/hostile_provider.py):
+# replay: another refund's genuine SUCCESS; drip: a genuine answer a byte every 0.5 s; bomb.nolength: 1.1 GB
+# of gzip without Content-Length; huge: a 300 MB body; flip: SUCCESS, then FAIL on the force re-poll.
+HOSTILE_SCENARIOS = ("replay", "drip", "bomb.nolength", "huge", "flip")
+REPLAYED_IDS = (("r", "someone-else-4711"), ("rr", "someone-else-rr"))  # the ids a replayed answer is about
+PUBLISH_FAILED = "result event not published"
 
 
 @dataclass
 class Faults:
-    """What to spoil: provider answers (sandbox chaos), Inquire invocations, DynamoDB UpdateItem calls."""
+    """What to spoil: provider answers (sandbox chaos), Inquire invocations, DynamoDB UpdateItem calls, PutEvents
+    (refused entries, as ``FailedEntryCount``), and processes killed at PutEvents (after the close, before the
+    publish)."""
 
     chaos_rate: float = 0.0
     chaos_faults: tuple[str, ...] = ALL_CHAOS
     slow_ms: int = 11_000  # longer than PROVIDER_READ_TIMEOUT (10 s): a real client timeout
     inquire_failure_rate: float = 0.0
     update_item_throttle: float = 0.0
+    put_events_failure_rate: float = 0.0
+    kill_at_publish_rate: float = 0.0
     seed: int = 1
+
+
+@dataclass
+class Mix:
+    """What to send: scripts, merchants, the share sent in mixed id forms, the share answered by a hostile
+    provider (a :class:`HostileProvider` must be given then)."""
+
+    scripts: tuple[str, ...] = SCRIPTS
+    merchants: tuple[str, ...] = MERCHANTS
+    mixed_share: float = 0.0
+    hostile_share: float = 0.0
+    hostile_scenarios: tuple[str, ...] = HOSTILE_SCENARIOS
+    seed: int = 1
+
+
+@dataclass
+class Planned:
+    """One refund of the load: how it is first sent, what follows, and what it must end as."""
+
+    provider: str
+    merchant: str
+    key: str
+    first: dict[str, Any]
+    expected: str | None  # the scripted final status; None: must close without one (hostile answers)
+    sandbox_id: str | None = None  # the id the sandbox knows it by (None: not a sandbox refund)
+    kind: str = "plain"
+    forms: tuple[tuple[str, str], ...] = ()
+    followups: list[dict[str, Any]] = field(default_factory=list)
+    windows: int = 1
+    followed: bool = False
 
 
 @dataclass
@@ -47,35 +113,62 @@ class LoadReport:
     sent: int = 0
     seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)
     lost: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
     regressions: dict[str, list[str]] = field(default_factory=dict)
+    silent_regressions: list[str] = field(default_factory=list)
     event_problems: list[str] = field(default_factory=list)
-    duplicate_loops: list[str] = field(default_factory=list)
+    conflict_event_problems: list[str] = field(default_factory=list)
+    duplicate_loops: dict[str, list[str]] = field(default_factory=dict)
+    stranded: dict[str, str] = field(default_factory=dict)
+    split_refunds: list[str] = field(default_factory=list)
+    followups_not_sent: list[str] = field(default_factory=list)
     polls: int = 0
     chaos_injected: int = 0
     inquire_failures: int = 0
     throttled: int = 0
+    put_events_refused: int = 0
+    killed_at_publish: int = 0
+    kill_misses: int = 0
     executions: int = 0
-    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    loop_samples: int = 0
+    most_loops_running: int = 0
+    conflicts_recorded: int = 0
+    peak_memory_mb: dict[str, int] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         return json.dumps(
             {
                 "refunds": self.sent,
                 "seconds": round(self.seconds),
+                "kinds": self.kinds,
                 "statuses": self.statuses,
                 "polls": self.polls,
                 "providerFaultsInjected": self.chaos_injected,
                 "inquireCrashes": self.inquire_failures,
                 "updateItemThrottled": self.throttled,
+                "putEventsRefused": self.put_events_refused,
+                "killedAtPublish": self.killed_at_publish,
+                "killMisses": self.kill_misses,
                 "executions": self.executions,
+                "loopSamples": self.loop_samples,
+                "mostLoopsRunning": self.most_loops_running,
+                "conflictsRecorded": self.conflicts_recorded,
+                "peakMemoryMB": self.peak_memory_mb,
                 "lost": len(self.lost),
                 "wrong": len(self.wrong),
                 "regressions": len(self.regressions),
-                "eventProblems": len(self.event_problems),
+                "silentRegressions": len(self.silent_regressions),
+                "closedWindowsWithout1Event": len(self.event_problems),
+                "conflictEventProblems": len(self.conflict_event_problems),
                 "duplicateLoops": len(self.duplicate_loops),
-            }
+                "strandedPolling": len(self.stranded),
+                "splitRefunds": len(self.split_refunds),
+                "followupsNotSent": len(self.followups_not_sent),
+            },
+            ensure_ascii=False,
         )
 
     def problems(self) -> dict[str, Any]:
@@ -83,8 +176,13 @@ class LoadReport:
             "lost": self.lost,
             "wrong": self.wrong,
             "regressions": self.regressions,
-            "events": self.event_problems,
+            "silent regressions": self.silent_regressions,
+            "closed windows with != 1 event": self.event_problems,
+            "conflicts with != 1 conflict event": self.conflict_event_problems,
             "duplicate loops": self.duplicate_loops,
+            "stranded POLLING with no running loop": self.stranded,
+            "split refunds": self.split_refunds,
+            "follow-ups not sent": self.followups_not_sent,
         }
         return {name: value for name, value in found.items() if value}
 
@@ -97,46 +195,204 @@ def run_load(
     per_second: float,
     window: int,
     faults: Faults,
+    mix: Mix | None = None,
+    hostile: HostileProvider | None = None,
     settle_seconds: float = 120,
 ) -> LoadReport:
-    """Send ``refunds`` refunds, at most ``per_second`` a second, under ``faults``; wait for every window to close;
-    account for each. The load is a count, not a duration: a slow machine sends the same refunds, only later."""
+    """Send ``refunds`` refunds, at most ``per_second`` a second, under ``faults``; send their follow-ups; wait for
+    every window to close; account for each. The load is a count, not a duration: a slow machine sends the same
+    refunds, only later."""
+    mix = mix or Mix()
+    provision_merchants(stack, mix.merchants)
+    if hostile is not None:
+        _provision_hostile(stack, hostile)
+    plan = _plan(stack, tag, refunds, window, mix, hostile is not None)
     proxy = _start_faults(stack, faults)
-    messages: dict[str, tuple[str, str, dict[str, Any]]] = {}
-    report = LoadReport()
+    report = LoadReport(sent=len(plan), kinds=_kinds(plan))
     started = time.monotonic()
-    counter = itertools.count()
     try:
-        with StatusWatcher(stack) as watcher:
-            while len(messages) < refunds:
+        with LoopWatcher(stack) as watcher:
+            watcher.expect(p.key for p in plan)
+            pending, sent = list(plan), list[Planned]()
+            deadline: float | None = None
+            while True:
                 tick = time.monotonic()
-                batch = []
-                for _ in range(min(max(1, round(per_second)), refunds - len(messages))):
-                    n = next(counter)
-                    provider = PROVIDERS[n % len(PROVIDERS)]
-                    refund_id = f"{SCRIPTS[(n // len(PROVIDERS)) % len(SCRIPTS)]}--{tag}-{n}"
-                    id_field = "refundId" if provider == "alphapay" else "refundRequestId"
-                    message = {"provider": provider, id_field: refund_id, "polling": {"maxDurationSeconds": window}}
-                    messages[f"{provider}#default#{'r' if id_field == 'refundId' else 'rr'}:{refund_id}"] = (
-                        provider,
-                        refund_id,
-                        message,
-                    )
-                    batch.append(message)
-                send(stack, *batch)
+                batch, pending = pending[: max(1, round(per_second))], pending[max(1, round(per_second)) :]
+                if batch:
+                    send(stack, *(p.first for p in batch))
+                    sent += batch
+                elif deadline is None:
+                    deadline = time.monotonic() + window * max(p.windows for p in plan) + settle_seconds
+                # While sending, read only the items awaiting follow-ups (a scan grows with the run: the soak's
+                # rate would fall with it); once all is sent, the whole table, to see everything closed.
+                table = items(stack) if deadline is not None else _awaiting(stack, sent)
+                _send_followups(stack, sent, table)
+                if deadline is not None and (_all_closed(plan, table) or time.monotonic() > deadline):
+                    break
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
-            closed = _wait_all_closed(stack, list(messages), timeout=window + settle_seconds)
+            # Loops that run on although their item closed would still show as duplicates: watch a little longer.
+            time.sleep(2)
     finally:
-        report.chaos_injected = _chaos_injected(stack)
+        report.chaos_injected = int(stack.sandbox.state.chaos.to_dict()["injected"])
         report.inquire_failures = stack.cloud.injected_failures("InquireFunction")
         _stop_faults(stack, proxy)
         if proxy is not None:
             report.throttled = sum(proxy.throttled.values())
+        if isinstance(proxy, KillingProxy):
+            report.killed_at_publish, report.kill_misses = proxy.kills, proxy.kill_misses
     report.seconds = time.monotonic() - started
-    report.sent = len(messages)
     report.regressions = watcher.regressions()
-    _account(stack, messages, closed, report)
+    report.duplicate_loops = watcher.duplicate_loops
+    report.loop_samples, report.most_loops_running = watcher.samples, watcher.most_running
+    report.executions = watcher.loops.started
+    _account(stack, plan, watcher, report)
     return report
+
+
+# -- the plan ----------------------------------------------------------------------------------------------------
+
+
+def _plan(stack: DevStack, tag: str, refunds: int, window: int, mix: Mix, hostile: bool) -> list[Planned]:
+    rng = random.Random(f"{tag}/{mix.seed}")
+    polling = {"maxDurationSeconds": window}
+    plan: list[Planned] = []
+    for n in range(refunds):
+        provider = PROVIDERS[n % len(PROVIDERS)]
+        script = mix.scripts[(n // len(PROVIDERS)) % len(mix.scripts)]
+        merchant = rng.choice(mix.merchants)
+        label = f"{tag}{n}"
+        draw = rng.random()
+        if hostile and provider != "alphapay" and draw < mix.hostile_share:
+            scenario = mix.hostile_scenarios[
+                sum(p.merchant == HOSTILE_MERCHANT for p in plan) % len(mix.hostile_scenarios)
+            ]
+            plan.append(_hostile(rng, provider, scenario, label, window))
+        elif provider != "alphapay" and draw < mix.hostile_share + mix.mixed_share:
+            plan.append(_mixed(stack, rng, provider, merchant, script, label, polling))
+        else:
+            refund_id = random_id(rng, script, label)
+            # AlphaPay needs refundId; the others are sent with the merchant's refundRequestId.
+            kind, field_name = (REFUND_ID, "refundId") if provider == "alphapay" else (REQUEST_ID, "refundRequestId")
+            message = {"provider": provider, "merchant": merchant, field_name: refund_id, "polling": polling}
+            plan.append(
+                Planned(
+                    provider,
+                    merchant,
+                    RefundRef(provider, merchant, kind, refund_id).item_key,
+                    message,
+                    scripted_final(refund_id),
+                    sandbox_id=refund_id,
+                    forms=((kind, refund_id),),
+                )
+            )
+    return plan
+
+
+def _mixed(
+    stack: DevStack, rng: random.Random, provider: str, merchant: str, script: str, label: str, polling: dict[str, int]
+) -> Planned:
+    """One refund the sandbox knows by both ids (the refundId carries the script), sent first by its
+    refundRequestId only; the follow-ups (refundId only, both ids; each twice) wait until the provider revealed
+    the refundId (docs/internals.md "Identity": before that, nothing links a refundId-only message to it)."""
+    refund_id, request_id = random_id(rng, script, label), random_plain_id(rng, f"rq{label}")
+    stack.sandbox.state.refunds.find_or_create(provider, refund_id, request_id)
+    base = {"provider": provider, "merchant": merchant, "polling": polling}
+    followups = [{**base, "refundId": refund_id}, {**base, "refundId": refund_id, "refundRequestId": request_id}] * 2
+    rng.shuffle(followups)
+    return Planned(
+        provider,
+        merchant,
+        item_key(provider, merchant, refund_request_id=request_id),
+        {**base, "refundRequestId": request_id},
+        scripted_final(refund_id),
+        sandbox_id=refund_id,
+        kind="mixed",
+        forms=((REFUND_ID, refund_id), (REQUEST_ID, request_id)),
+        followups=followups,
+    )
+
+
+def _hostile(rng: random.Random, provider: str, scenario: str, label: str, window: int) -> Planned:
+    refund_request_id = random_id(rng, scenario, label)
+    message = {
+        "provider": provider,
+        "merchant": HOSTILE_MERCHANT,
+        "refundRequestId": refund_request_id,
+        "polling": {"maxDurationSeconds": window},
+    }
+    flip = scenario == "flip"
+    return Planned(
+        provider,
+        HOSTILE_MERCHANT,
+        item_key(provider, HOSTILE_MERCHANT, refund_request_id=refund_request_id),
+        message,
+        "SUCCESS" if flip else None,
+        kind=f"hostile {scenario}",
+        forms=((REQUEST_ID, refund_request_id),),
+        followups=[{**message, "force": True}] if flip else [],
+        windows=2 if flip else 1,
+    )
+
+
+def _kinds(plan: list[Planned]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for planned in plan:
+        kinds[planned.kind] = kinds.get(planned.kind, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
+def _provision_hostile(stack: DevStack, hostile: HostileProvider) -> None:
+    prefix = str(stack.outputs["ProfileSecretPrefix"])
+    for provider in ("antom", "alipayplus"):
+        stack.cloud.put_secret(secret_name(prefix, provider, HOSTILE_MERCHANT), hostile.profile(provider))
+
+
+# -- sending follow-ups, waiting ---------------------------------------------------------------------------------
+
+
+def _awaiting(stack: DevStack, sent: list[Planned]) -> dict[str, dict[str, Any]]:
+    results = store(stack)
+    found = {p.key: results.get(p.key) for p in sent if p.followups and not p.followed}
+    return {key: item for key, item in found.items() if item is not None}
+
+
+def _send_followups(stack: DevStack, plan: list[Planned], table: dict[str, dict[str, Any]]) -> None:
+    """Send the follow-ups whose refund is ready, all of them at once from two threads (random order)."""
+    ready = [p for p in plan if p.followups and not p.followed and _ready(stack, p, table.get(p.key))]
+    if not ready:
+        return
+    messages = [message for p in ready for message in p.followups]
+    for p in ready:
+        p.followed = True
+    halves = (messages[0::2], messages[1::2])
+    senders = [threading.Thread(target=send, args=(stack, *half)) for half in halves if half]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+
+
+def _ready(stack: DevStack, planned: Planned, item: dict[str, Any] | None) -> bool:
+    if item is None:
+        return False
+    if planned.kind == "mixed":  # the provider's answer revealed the refundId: its alias names this item
+        refund_id = dict(planned.forms)[REFUND_ID]
+        return store(stack).key_for_refund_id(planned.provider, planned.merchant, refund_id) == planned.key
+    # A force re-poll of a closed final window whose event is out.
+    return item.get("pollingState") == "IDLE" and bool(item.get("final")) and not item.get(EVENT_PENDING)
+
+
+def _all_closed(plan: list[Planned], table: dict[str, dict[str, Any]]) -> bool:
+    return all(_closed(p, table.get(p.key)) for p in plan)
+
+
+def _closed(planned: Planned, item: dict[str, Any] | None) -> bool:
+    """Its windows all closed and their events out (a publish that failed is retried after the close)."""
+    if item is None or item.get("pollingState") != "IDLE" or int(item.get("generation", 0)) < planned.windows:
+        return False
+    if item.get(EVENT_PENDING) or item.get("conflictEventPending"):
+        return False
+    return planned.followed or not planned.followups
 
 
 def _start_faults(stack: DevStack, faults: Faults) -> FaultProxy | None:
@@ -146,81 +402,110 @@ def _start_faults(stack: DevStack, faults: Faults) -> FaultProxy | None:
         )
     if faults.inquire_failure_rate:
         stack.cloud.inject_failures("InquireFunction", rate=faults.inquire_failure_rate, seed=faults.seed)
-    if not faults.update_item_throttle:
+    if faults.put_events_failure_rate:
+        stack.cloud.strict.put_events_seed = faults.seed
+        stack.cloud.strict.put_events_failure_rate = faults.put_events_failure_rate
+    if not (faults.update_item_throttle or faults.kill_at_publish_rate):
         return None
-    proxy = FaultProxy(stack.cloud.endpoint_url, seed=faults.seed).start()
+    upstream = stack.cloud.endpoint_url
+    proxy = KillingProxy(upstream, kill_rate=faults.kill_at_publish_rate, seed=faults.seed).start()
     stack.cloud.route_functions_through(proxy.url)
-    proxy.throttle({"DynamoDB_20120810.UpdateItem": faults.update_item_throttle})
+    if faults.update_item_throttle:
+        proxy.throttle({"DynamoDB_20120810.UpdateItem": faults.update_item_throttle})
     return proxy
 
 
 def _stop_faults(stack: DevStack, proxy: FaultProxy | None) -> None:
     stack.sandbox.set_chaos(ChaosConfig(rate=0.0))
     stack.cloud.inject_failures("InquireFunction", rate=0.0)
+    stack.cloud.strict.put_events_failure_rate = 0.0
     if proxy is not None:
         stack.cloud.route_functions_through(stack.cloud.endpoint_url)
         proxy.stop()
 
 
-def _chaos_injected(stack: DevStack) -> int:
-    """Faults the sandbox injected since chaos was configured (read before it is switched off)."""
-    return int(stack.sandbox.state.chaos.to_dict()["injected"])
+# -- accounting --------------------------------------------------------------------------------------------------
 
 
-def _wait_all_closed(stack: DevStack, keys: list[str], timeout: float) -> dict[str, dict[str, Any]]:
-    """Like stack_support.wait_closed, but returns what closed instead of failing: the report says what did not."""
-    results = store(stack)
-    pending, done = set(keys), dict[str, dict[str, Any]]()
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for key, item in items(stack).items():
-            if key in pending and item.get("pollingState") == "IDLE":
-                done[key] = item
-                pending.discard(key)
-        if pending:
-            time.sleep(0.5)
-    for key in pending:  # one last look, item by item
-        last = results.get(key)
-        if last and last.get("pollingState") == "IDLE":
-            done[key] = last
-    return done
-
-
-def _account(
-    stack: DevStack,
-    messages: dict[str, tuple[str, str, dict[str, Any]]],
-    closed: dict[str, dict[str, Any]],
-    report: LoadReport,
-) -> None:
+def _account(stack: DevStack, plan: list[Planned], watcher: LoopWatcher, report: LoadReport) -> None:
+    table = items(stack)
     statuses: dict[str, int] = {}
-    for key, (provider, refund_id, _) in messages.items():
-        item = closed.get(key)
-        if item is None:
-            report.lost.append(f"{key}: still polling or never stored")
+    for planned in plan:
+        item = table.get(planned.key)
+        if planned.followups and not planned.followed:
+            report.followups_not_sent.append(f"{planned.key}: its follow-ups were never ready")
+        if not _closed(planned, item):
+            state = "never stored" if item is None else f"{item.get('pollingState')} gen {item.get('generation')}"
+            pending = " event pending" if item and item.get(EVENT_PENDING) else ""
+            report.lost.append(f"{planned.key}: not closed ({state}{pending})")
             continue
+        assert item is not None
         status = str(item["status"])
         statuses[status] = statuses.get(status, 0) + 1
         report.polls += int(item.get("polls", 0))
-        expected = scripted_final(refund_id)
-        sandbox = stack.sandbox.refund(provider, refund_id) or {}
-        if status in FINAL or sandbox.get("finalStatus"):
-            # A final status must be the scripted one (a forged SUCCESS on a FAIL script shows here), and a refund
-            # the sandbox did answer final within its window must be recorded final.
-            if status != expected:
-                report.wrong.append(f"{key}: stored {status}, script says {expected}, sandbox {sandbox}")
-            elif item.get("amount") and item["amount"] != sandbox_amount(provider, item["refundId"]):
-                report.wrong.append(f"{key}: amount {item['amount']} is not the provider's")
-        else:
-            report.lost.append(f"{key}: ended {status} ({item.get('reason')}) without a final answer")
+        _check_outcome(stack, planned, item, report)
     report.statuses = dict(sorted(statuses.items()))
-    grouped = report.events = events_by_key(stack, expected=len(closed), timeout=30)
-    for key, (_, refund_id, _) in messages.items():
-        events = grouped.get(refund_id, [])
-        if key in closed and [e["status"] for e in events] != [closed[key]["status"]]:
-            report.event_problems.append(f"{key}: events {[e['status'] for e in events]}")
-    loops: dict[str, int] = {}
-    all_executions = executions(stack)
-    report.executions = len(all_executions)
-    for execution in all_executions:
-        loops[execution["name"]] = loops.get(execution["name"], 0) + 1
-    report.duplicate_loops = [name for name, count in loops.items() if count > 1]
+    report.split_refunds = _splits(plan, table)
+    now = time.time()
+    running = {watcher.digests.get(name_digest(name) or "", name) for name in watcher.loops.names()}
+    report.stranded = dict(watcher.stranded)
+    for key, item in table.items():
+        if stranded(item, key in running, now):
+            report.stranded.setdefault(key, "POLLING with no running loop at the end")
+    expected_events = sum(p.windows for p in plan) + report.conflicts_recorded
+    report.events = _drain_events(stack, expected_events, timeout=30)
+    report.event_problems, report.conflict_event_problems = window_event_problems(table, report.events)
+    report.peak_memory_mb = peak_memory_mb(stack)
+    logs = stack.cloud.function_logs("InquireFunction") + stack.cloud.function_logs("StartInquiryFunction")
+    report.put_events_refused = logs.count("EventBridge refused the event")
+
+
+def _check_outcome(stack: DevStack, planned: Planned, item: dict[str, Any], report: LoadReport) -> None:
+    key, status = planned.key, str(item["status"])
+    if planned.expected is None:  # a hostile answer proves nothing: never final, never another refund's amount
+        if status in FINAL or (item.get("amount") or {}).get("value") == "999999":
+            report.wrong.append(f"{key}: stored {status} {item.get('amount')} from an answer that proves nothing")
+        for kind, value in REPLAYED_IDS:
+            alias = store(stack).get(RefundRef(planned.provider, planned.merchant, kind, value).alias_key)
+            if alias is not None:
+                report.wrong.append(f"{key}: another refund's id {kind}:{value} was bound to {alias.get('target')}")
+        return
+    if status != planned.expected:
+        sandbox = stack.sandbox.refund(planned.provider, planned.sandbox_id) if planned.sandbox_id else None
+        report.wrong.append(f"{key}: stored {status} ({item.get('reason')}), expected {planned.expected}, {sandbox}")
+    elif (
+        planned.sandbox_id
+        and item.get("amount")
+        and item["amount"] != sandbox_amount(planned.provider, str(item["refundId"]))
+    ):
+        report.wrong.append(f"{key}: amount {item['amount']} is not the provider's")
+    conflicts = int(item.get("finalConflictCount", 0))
+    report.conflicts_recorded += conflicts
+    if planned.kind == "hostile flip" and conflicts < 1:
+        report.silent_regressions.append(f"{key}: a FAIL after SUCCESS left no conflict ({status})")
+
+
+def _splits(plan: list[Planned], table: dict[str, dict[str, Any]]) -> list[str]:
+    """Refunds whose ids ended up on more than one refund item (one refund = one item)."""
+    holders: dict[tuple[str, str, str, str], set[str]] = {}
+    for key, item in table.items():
+        for kind, value in ((REQUEST_ID, item.get("refundRequestId")), (REFUND_ID, item.get("refundId"))):
+            if value:
+                holders.setdefault((str(item["provider"]), str(item["merchant"]), kind, str(value)), set()).add(key)
+        ref = RefundRef.from_item_key(key)
+        holders.setdefault((ref.provider, ref.merchant, ref.kind, ref.value), set()).add(key)
+    splits = []
+    for planned in plan:
+        keys = set().union(*(holders.get((planned.provider, planned.merchant, k, v), set()) for k, v in planned.forms))
+        if keys - {planned.key}:
+            splits.append(f"{planned.key}: also {sorted(keys - {planned.key})}")
+    return splits
+
+
+def _drain_events(stack: DevStack, expected: int, timeout: float) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(found) < expected and time.monotonic() < deadline:
+        found.extend(stack.result_events(wait_seconds=1))
+    found.extend(stack.result_events())  # strays beyond the expected count too
+    return found

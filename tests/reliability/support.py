@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from refund_core.store import is_refund_item, load_item
 from refund_poller.devstack import DevStack
@@ -72,27 +72,36 @@ class StatusWatcher:
         self._thread = threading.Thread(target=self._run, name="status-watcher", daemon=True)
         self.seen: dict[str, list[str]] = {}
         self.samples = 0
+        self.error: Exception | None = None
 
-    def __enter__(self) -> StatusWatcher:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        if self.error is not None:
+            raise AssertionError(f"the watcher stopped sampling: {self.error!r}") from self.error
         self._sample()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._sample()
+        try:
+            while not self._stop.wait(self._interval):
+                self._sample()
+        except Exception as exc:  # raised again on exit: a watcher that stopped looking must not pass a run
+            self.error = exc
 
     def _sample(self) -> None:
-        for key, item in items(self._stack).items():
+        self._record_statuses(items(self._stack))
+        self.samples += 1
+
+    def _record_statuses(self, table: Mapping[str, Mapping[str, Any]]) -> None:
+        for key, item in table.items():
             history = self.seen.setdefault(key, [])
             status = str(item.get("status"))
             if not history or history[-1] != status:
                 history.append(status)
-        self.samples += 1
 
     def regressions(self) -> dict[str, list[str]]:
         """Keys whose status changed after a final status was seen."""

@@ -13,6 +13,7 @@ import pytest
 from refund_core.domain.inquiry import RefundRef, execution_name
 from refund_poller.devstack import FAST_POLICY, DevStack
 from tests.integration.stack_support import events_by_key, send, wait_closed
+from tests.reliability.accounting import LoopWatcher
 from tests.reliability.support import scripted_final, wait_executions_done
 
 SCRIPTS = (
@@ -61,13 +62,16 @@ def outcome(stack: DevStack) -> dict[str, Any]:
             errors.append(exc)
 
     senders = [threading.Thread(target=deliver, args=(seed,)) for seed in range(COPIES)]
-    for sender in senders:
-        sender.start()
-    for sender in senders:
-        sender.join()
-    assert not errors
-    stored = wait_closed(stack, messages, timeout=90)
-    return {"messages": messages, "stored": stored, "executions": wait_executions_done(stack)}
+    with LoopWatcher(stack) as watcher:
+        watcher.expect(messages)
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        assert not errors
+        stored = wait_closed(stack, messages, timeout=90)
+        found = wait_executions_done(stack)
+    return {"messages": messages, "stored": stored, "executions": found, "watcher": watcher}
 
 
 def name_head(key: str) -> str:
@@ -82,6 +86,14 @@ def test_each_refund_has_exactly_one_polling_loop(outcome: dict[str, Any]) -> No
     assert set(names) == expected
     assert set(names.values()) == {1}
     assert {e["status"] for e in outcome["executions"]} == {"SUCCEEDED"}
+
+
+def test_never_two_loops_running_for_one_item_and_none_stranded(outcome: dict[str, Any]) -> None:
+    """Sampled while the copies arrive: RUNNING executions per item (by the key hash in their names), not names
+    (which Step Functions Standard cannot duplicate, so counting them could never fail)."""
+    watcher = outcome["watcher"]
+    assert watcher.samples >= 5 and watcher.most_running >= 2
+    assert (watcher.duplicate_loops, watcher.stranded) == ({}, {})
 
 
 def test_each_refund_has_one_final_record_with_its_scripted_status(outcome: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Provider chaos: 30 % of the sandbox's answers are spoiled (5xx, 429, resets, garbage, forged or missing signatures,
-U, rate limiting, answers slower than the read timeout) → every refund still ends with its scripted final status, no
-final status regresses, no forged answer is stored, one result event per refund."""
+U, rate limiting, answers slower than the read timeout), random ids and merchants, a third of the refunds in mixed
+id forms → every refund still ends with its scripted final status, no final status regresses, no forged answer is
+stored, one item per refund, one result event per closed window, never two loops, none stranded."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from refund_poller.devstack import FAST_POLICY, DevStack
-from tests.reliability.load import Faults, LoadReport, run_load
+from tests.reliability.load import Faults, LoadReport, Mix, run_load
 from tests.reliability.support import key_needles, leaks, stack_texts
 
 REFUNDS = 60
@@ -23,9 +24,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 @pytest.fixture(scope="module")
 def report(stack: DevStack) -> LoadReport:
-    result = run_load(
-        stack, tag="chaos", refunds=REFUNDS, per_second=6, window=45, faults=Faults(chaos_rate=0.3, seed=3)
-    )
+    faults, mix = Faults(chaos_rate=0.3, seed=3), Mix(mixed_share=0.35, seed=3)
+    result = run_load(stack, tag="chaos", refunds=REFUNDS, per_second=6, window=45, faults=faults, mix=mix)
     print("provider chaos:", result.summary())
     return result
 
@@ -39,6 +39,7 @@ def test_nothing_is_lost_and_every_final_status_is_the_scripted_one(report: Load
 def test_the_faults_really_happened(report: LoadReport) -> None:
     # 30 % of roughly 3-4 answers per refund; at least a fifth of all polls were spoiled.
     assert report.chaos_injected >= report.polls // 5
+    assert report.kinds.get("mixed", 0) >= 8
 
 
 def test_no_key_material_in_logs_histories_or_events(stack: DevStack, report: LoadReport) -> None:
