@@ -9,6 +9,9 @@ reported as batch item failures so SQS redelivers them.
 Powertools' Logger keys and Metrics set are shared by every thread: each record's log keys are set with the
 thread-safe key API in the record's own context, and its metric values are written by the handler thread once
 the batch is done.
+
+A scheduled event (``"source": "aws.events"``, the template's OutboxSweep) is not a batch: it sweeps the outbox,
+publishing result events left pending longer than the grace (docs/internals.md, "Result events (outbox)").
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ _service = service_from_environment()
 _provider_cap = provider_total_timeout()
 _processor = AsyncBatchProcessor(event_type=EventType.SQS)
 REJECTED = MetricValue("RejectedMessages", MetricUnit.Count, 1)
+# Items one sweep looks at: a sweep every 5 minutes clears a backlog of this many per run, well inside 30 s.
+SWEEP_PAGE = 100
 
 
 class Batch:
@@ -142,7 +147,9 @@ def _report(result: StartResult) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, int]:
+    if "Records" not in event and event.get("source") == "aws.events":
+        return sweep()
     deadline = InvocationDeadline(context, provider_cap_seconds=_provider_cap)
     batch = Batch(len(event.get("Records") or ()), deadline)
     try:
@@ -152,3 +159,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     finally:
         batch.close()
         emit(metrics, batch.metric_values())
+
+
+def sweep() -> dict[str, int]:
+    result = _service.sweep_outbox(limit=SWEEP_PAGE)
+    logger.info("outbox swept", extra={"items": result.items, "published": result.published, "failed": result.failed})
+    return {"items": result.items, "published": result.published, "failed": result.failed}

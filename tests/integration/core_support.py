@@ -25,7 +25,15 @@ from refund_core.domain.outcome import Observation, ProviderResult, Status
 from refund_core.domain.polling import Policy
 from refund_core.providers import Provider, RefundQuery
 from refund_core.service import InquiryService, StartResult
-from refund_core.store import REFUND_ID_INDEX, DynamoDbRefundStore, is_refund_item, load_item
+from refund_core.store import (
+    PENDING_INDEX,
+    PENDING_SHARD,
+    PENDING_SINCE,
+    REFUND_ID_INDEX,
+    DynamoDbRefundStore,
+    is_refund_item,
+    load_item,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -37,7 +45,7 @@ WAITING_LOOP = json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait"
 
 
 def create_results_table(dynamodb: DynamoDBClient) -> str:
-    """A results table shaped as the template's (key ``pk``, GSI ``refundId-index``)."""
+    """A results table shaped as the template's (key ``pk``, GSIs ``refundId-index``, ``pendingEvents-index``)."""
     name = f"results-{uuid.uuid4().hex[:8]}"
     dynamodb.create_table(
         TableName=name,
@@ -45,6 +53,8 @@ def create_results_table(dynamodb: DynamoDBClient) -> str:
         AttributeDefinitions=[
             {"AttributeName": "pk", "AttributeType": "S"},
             {"AttributeName": "refundIdKey", "AttributeType": "S"},
+            {"AttributeName": PENDING_SHARD, "AttributeType": "S"},
+            {"AttributeName": PENDING_SINCE, "AttributeType": "N"},
         ],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
@@ -52,7 +62,15 @@ def create_results_table(dynamodb: DynamoDBClient) -> str:
                 "IndexName": REFUND_ID_INDEX,
                 "KeySchema": [{"AttributeName": "refundIdKey", "KeyType": "HASH"}],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
+            },
+            {
+                "IndexName": PENDING_INDEX,
+                "KeySchema": [
+                    {"AttributeName": PENDING_SHARD, "KeyType": "HASH"},
+                    {"AttributeName": PENDING_SINCE, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
         ],
     )
     return name

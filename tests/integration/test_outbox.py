@@ -136,3 +136,44 @@ def test_a_duplicate_arriving_while_the_closer_publishes_leaves_the_event_to_the
     core.clock.now += 120
     core.send(body, message_id="m-late")  # long after: nothing left to publish
     assert len(core.capture.drain()) == 1
+
+
+def test_the_sweep_publishes_an_event_nothing_touches_again_once_after_the_grace(core: Core) -> None:
+    body = {"provider": "alipayplus", "merchant": "shop_9-x", "refundRequestId": "退款 sweep/1.2:三"}
+    core.provider.queue("退款 sweep/1.2:三", answer(Status.FAIL, provider="alipayplus"))
+    core.fail_put_events(10)  # the closer's publish and every retry of it fail; no message comes back
+    for _ in range(3):
+        with pytest.raises(ResultEventPendingError):
+            core.send(body, message_id="m-sweep")
+    core.fail_put_events(0)  # EventBridge works again
+
+    early = core.service.sweep_outbox()  # inside the grace: the event is still the closer's
+    assert (early.items, early.published) == (0, 0) and core.capture.drain() == []
+
+    core.clock.now += 61
+    swept = core.service.sweep_outbox()
+    again = core.service.sweep_outbox()
+
+    assert (swept.items, swept.published, swept.failed) == (1, 1, 0)
+    assert (again.items, again.published) == (0, 0)
+    events = core.capture.drain()
+    key = "alipayplus#shop_9-x#rr:退款 sweep/1.2:三"
+    item = core.store.get(key)
+    assert item is not None and item["eventPending"] is False
+    assert [(e["detail"]["status"], e["detail"]["eventId"]) for e in events] == [("FAIL", item["eventId"])]
+    assert "pendingSince" not in item and "pendingSince" not in events[0]["detail"]
+
+
+def test_a_sweep_whose_publish_fails_again_keeps_the_event_for_the_next_sweep(core: Core) -> None:
+    body = {"provider": "antom", "refundRequestId": "R sweep 2"}
+    core.provider.queue("R sweep 2", answer(Status.SUCCESS))
+    core.fail_put_events(2)
+    with pytest.raises(ResultEventPendingError):
+        core.send(body, message_id="m-sweep-2")
+    core.clock.now += 120
+
+    failed = core.service.sweep_outbox()
+    swept = core.service.sweep_outbox()
+
+    assert (failed.published, failed.failed, swept.published, swept.failed) == (0, 1, 1, 0)
+    assert [e["detail"]["status"] for e in finished(core.capture.drain())] == ["SUCCESS"]

@@ -328,6 +328,13 @@ def test_a_failed_poll_is_recorded_with_its_event_pending_then_announced_then_cl
     assert "#resolvedAt = :resolvedAt" in parameters["UpdateExpression"]
     assert (names["#eventPending"], names["#eventId"]) == ("eventPending", "eventId")
     assert values[":eventId"] == {"S.$": "$$.Execution.Name"}
+    # ...and so is the entry in the outbox sweep's sparse index, dated (approximately) by the window's deadline.
+    assert (
+        "#pendingShard = :pendingShard, #pendingSince = if_not_exists(#pendingSince, :pendingSince)"
+        in parameters["UpdateExpression"]
+    )
+    assert values[":pendingShard"] == {"S": "pending"}
+    assert values[":pendingSince"] == {"N.$": "States.Format('{}', $.deadline)"}
     assert prepare["Parameters"]["eventId.$"] == "$$.Execution.Name"
     assert announce["Resource"] == "arn:${Partition}:states:::events:putEvents"
     assert announce["Parameters"]["Entries"][0]["Source"] == "refund-poller"
@@ -360,8 +367,10 @@ def test_a_final_refund_keeps_its_status_when_the_error_path_closes_its_window(s
     assert "status" not in names.values() and "final" not in names.values()
     assert parameters["UpdateExpression"] == (
         "SET #reason = :reason, #pollingState = :idle, #resolvedAt = :resolvedAt, "
-        "#eventPending = :true, #eventId = :eventId"
+        "#eventPending = :true, #eventId = :eventId, "
+        "#pendingShard = :pendingShard, #pendingSince = if_not_exists(#pendingSince, :pendingSince)"
     )
+    assert values[":pendingSince"] == record["Parameters"]["ExpressionAttributeValues"][":pendingSince"]
     assert values[":reason"] == record["Parameters"]["ExpressionAttributeValues"][":reason"]
     assert values[":eventId"] == {"S.$": "$$.Execution.Name"}
     # The event announces what is stored, the same fields as the ERROR event, and never the $$ timestamp.
@@ -639,6 +648,31 @@ def test_when_the_error_event_cannot_be_published_it_stays_pending_on_the_item(
     assert (item["eventPending"], item["eventId"]) == (True, execution["name"])
     assert task_errors(stack, arn)[-3:] == ["EventBridge.FailedEntry"] * 3
     assert "Error announced" not in entered_states(stack, arn)
+    # The close put the item in the outbox sweep's index, dated by the window's deadline (12 s after the start).
+    assert item["pendingShard"] == "pending" and abs(float(item["pendingSince"]) - time.time()) < 60
+
+    # Nothing touches the refund again. EventBridge works again; the scheduled sweep (as `sam local invoke` sends
+    # it) leaves the event alone inside the grace, then publishes it exactly once.
+    monkeypatch.undo()
+    sweep = json.loads((ROOT / "events" / "scheduled_outbox_sweep.json").read_text(encoding="utf-8"))
+    early = stack.cloud.invoke("StartInquiryFunction", sweep)
+    assert early.function_error is None and refund_events(stack, "refundId", refund, wait_seconds=1) == []
+    stack.client("dynamodb").update_item(  # the grace passes
+        TableName=str(stack.outputs["ResultsTableName"]),
+        Key={"pk": {"S": key}},
+        UpdateExpression="SET pendingSince = :aged",
+        ExpressionAttributeValues={":aged": {"N": str(int(time.time()) - 600)}},
+    )
+    time.sleep(1)  # the index lags behind the table (half a second on the strict local stack, as on AWS)
+    swept = stack.cloud.invoke("StartInquiryFunction", sweep)
+    again = stack.cloud.invoke("StartInquiryFunction", sweep)
+    announced = refund_events(stack, "refundId", refund)
+    item = store(stack).get(key)
+
+    assert (swept.function_error, again.function_error) == (None, None)
+    assert swept.payload["published"] >= 1 and again.payload["published"] == 0, (swept, again)
+    assert [(e["status"], e["eventId"]) for e in announced] == [("ERROR", execution["name"])]
+    assert item is not None and item["eventPending"] is False and "pendingSince" not in item
 
 
 def refund_events(stack: DevStack, field: str, refund: str, wait_seconds: int = 2) -> list[dict[str, Any]]:

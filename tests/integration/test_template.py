@@ -24,6 +24,7 @@ from packaging.requirements import Requirement
 from samcli.yamlhelper import yaml_parse  # type: ignore[import-untyped]
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 
+from refund_core import store
 from refund_core.aws import wiring
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,7 +258,7 @@ def test_dead_letter_queue_keeps_messages_14_days_after_at_least_5_receives(sam_
 
 def test_starter_reads_the_queue_in_batches_and_reports_partial_failures(sam_template: dict[str, Any]) -> None:
     events = sam_template["Resources"]["StartInquiryFunction"]["Properties"]["Events"]
-    (event,) = events.values()
+    event = events["InquiryMessages"]
 
     assert event["Type"] == "SQS"
     assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["InquiryQueue", "Arn"]}
@@ -269,7 +270,7 @@ def test_starter_reads_the_queue_in_batches_and_reports_partial_failures(sam_tem
 def test_results_table_has_pitr_sse_ttl_and_the_refund_id_index(sam_template: dict[str, Any]) -> None:
     table = sam_template["Resources"]["RefundResultsTable"]
     properties = table["Properties"]
-    (index,) = properties["GlobalSecondaryIndexes"]
+    index, pending = properties["GlobalSecondaryIndexes"]
 
     assert table["Type"] == "AWS::DynamoDB::Table"
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
@@ -280,6 +281,30 @@ def test_results_table_has_pitr_sse_ttl_and_the_refund_id_index(sam_template: di
     assert index["IndexName"] == "refundId-index"
     assert index["KeySchema"] == [{"AttributeName": "refundIdKey", "KeyType": "HASH"}]
     assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    # The outbox sweep's sparse index (docs/internals.md, "Result events (outbox)").
+    assert pending["IndexName"] == store.PENDING_INDEX
+    assert pending["KeySchema"] == [
+        {"AttributeName": store.PENDING_SHARD, "KeyType": "HASH"},
+        {"AttributeName": store.PENDING_SINCE, "KeyType": "RANGE"},
+    ]
+    assert pending["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_the_starter_sweeps_the_outbox_on_a_schedule_and_may_query_the_pending_index(
+    sam_template: dict[str, Any],
+) -> None:
+    sweep = sam_template["Resources"]["StartInquiryFunction"]["Properties"]["Events"]["OutboxSweep"]
+    (statement,) = [
+        s
+        for p in sam_template["Resources"]["StartInquiryFunction"]["Properties"]["Policies"]
+        if isinstance(p, dict) and "Statement" in p
+        for s in p["Statement"]
+        if s.get("Sid") == "ReadAndWriteRefundItems"
+    ]
+
+    assert sweep["Type"] == "Schedule" and sweep["Properties"]["Schedule"] == "rate(5 minutes)"
+    assert "dynamodb:Query" in statement["Action"]
+    assert {"Fn::Sub": "${RefundResultsTable.Arn}/index/pendingEvents-index"} in statement["Resource"]
 
 
 def test_functions_get_the_environment_of_docs_internals(sam_template: dict[str, Any]) -> None:
@@ -418,7 +443,7 @@ def test_names_written_twice_in_the_template_agree(sam_template: dict[str, Any])
 
 def test_the_queue_event_and_inquire_have_bounded_concurrency_by_default(sam_template: dict[str, Any]) -> None:
     parameters = sam_template["Parameters"]
-    (event,) = sam_template["Resources"]["StartInquiryFunction"]["Properties"]["Events"].values()
+    event = sam_template["Resources"]["StartInquiryFunction"]["Properties"]["Events"]["InquiryMessages"]
     inquire = sam_template["Resources"]["InquireFunction"]["Properties"]
 
     assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "StartInquiryMaxConcurrency"}}
@@ -510,7 +535,7 @@ def test_time_budgets_fit_the_function_timeouts(sam_template: dict[str, Any]) ->
     total = float(variables["PROVIDER_TOTAL_TIMEOUT"])
     starter = function_properties(sam_template, "StartInquiryFunction")
     inquire = function_properties(sam_template, "InquireFunction")
-    (event,) = starter["Events"].values()
+    event = starter["Events"]["InquiryMessages"]
 
     # The starter's records run side by side (one thread each, pool = batch): each gets the whole provider cap.
     assert starter["Timeout"] - margins >= total

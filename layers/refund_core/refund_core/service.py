@@ -12,12 +12,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from refund_core.domain.claim import CONFLICT_EVENT_ID, CONFLICT_EVENT_PENDING, EVENT_ID, EVENT_PENDING
+from refund_core.domain.claim import (
+    CONFLICT_EVENT_ID,
+    CONFLICT_EVENT_PENDING,
+    EVENT_ID,
+    EVENT_PENDING,
+    has_pending_event,
+)
 from refund_core.domain.inquiry import InquiryMessage, RefundRef, execution_name
 from refund_core.domain.outcome import Observation, Status
 from refund_core.domain.polling import Decision, Policy, decide
 from refund_core.providers import Provider, RefundQuery
 from refund_core.store import (
+    OUTBOX_GRACE_SECONDS,
     SUPERSEDED_REASON,
     ClaimContendedError,
     DynamoDbRefundStore,
@@ -80,6 +87,15 @@ class StartResult:
     poll: PollResult | None = None
     execution_arn: str | None = None
     republished: int = 0  # pending result events of earlier windows this message published
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """One outbox sweep: items looked at, events published, items whose publish failed again (left pending)."""
+
+    items: int
+    published: int
+    failed: int
 
 
 class InquiryService:
@@ -227,6 +243,26 @@ class InquiryService:
         if failures:
             raise ResultEventPendingError("result event not published, kept pending: " + "; ".join(failures))
         return published
+
+    def sweep_outbox(self, *, limit: int = 100) -> SweepResult:
+        """Publish the events left pending longer than ``OUTBOX_GRACE_SECONDS`` that nothing touched again.
+
+        The grace leaves each event to its closer and the closer's retries first. Each item is re-read
+        (the index is eventually consistent) and goes through the same publish path as a touch of it.
+        """
+        keys = self.store.pending_keys(pending_before=self.clock() - OUTBOX_GRACE_SECONDS, limit=limit)
+        published = failed = 0
+        for key in keys:
+            item = self.store.get(key)
+            if not has_pending_event(item):
+                self.store.forget_pending(key)
+                continue
+            assert item is not None
+            try:
+                published += self.publish_pending(key, item)
+            except ResultEventPendingError:
+                failed += 1  # still pending and still in the index: the next sweep tries again
+        return SweepResult(len(keys), published, failed)
 
 
 def _trace_summary(observation: Observation) -> dict[str, Any]:

@@ -49,8 +49,13 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 REFUND_ID_INDEX = "refundId-index"
+# The outbox's sparse index: only items with a pending event carry its keys, so the sweeper finds them with a Query.
+PENDING_INDEX = "pendingEvents-index"
+PENDING_SHARD = "pendingShard"
+PENDING_SINCE = "pendingSince"
+PENDING_SHARD_VALUE = "pending"
 SUPERSEDED_REASON = "superseded by a newer window"
-_INTERNAL = frozenset({"pk", "refundIdKey", "claimMessageId", "aliasedIds"})
+_INTERNAL = frozenset({"pk", "refundIdKey", "claimMessageId", "aliasedIds", PENDING_SHARD, PENDING_SINCE})
 _OUTBOX_FLAGS = frozenset({EVENT_PENDING, CONFLICT_EVENT_PENDING, EVENT_ID, CONFLICT_EVENT_ID})
 # Statuses an observation may write; UNKNOWN (a failed poll) leaves the stored status as it was.
 _STATUS_WRITERS = frozenset({Status.SUCCESS, Status.FAIL, Status.PROCESSING, Status.NOT_FOUND})
@@ -357,6 +362,8 @@ class DynamoDbRefundStore:
             if closing is not None:
                 update.set("pollingState", IDLE).set("resolvedAt", _iso(now)).set("reason", reason)
                 update.set(EVENT_PENDING, True).set(EVENT_ID, uuid.uuid4().hex)
+            if conflict is not None or closing is not None:
+                update.set(PENDING_SHARD, PENDING_SHARD_VALUE).set(PENDING_SINCE, int(now), if_absent=True)
             ok, item = self._apply(key, update, condition)
             if ok:
                 if observation is not None:
@@ -381,11 +388,48 @@ class DynamoDbRefundStore:
     # -- the outbox -------------------------------------------------------------------------------------------
 
     def clear_event(self, key: str, event_id: str, *, conflict: bool = False) -> bool:
-        """Mark a published event done, only if it is still the pending one (a newer close keeps its own)."""
+        """Mark a published event done, only if it is still the pending one (a newer close keeps its own).
+
+        The last pending flag cleared takes the item out of ``pendingEvents-index`` in the same write; while the
+        other event is still pending the item stays in it.
+        """
         pending, ident = (CONFLICT_EVENT_PENDING, CONFLICT_EVENT_ID) if conflict else (EVENT_PENDING, EVENT_ID)
-        update = _Update().set(pending, False)
-        condition = f"{update.name(ident)} = {update.value(event_id)} AND {update.name(pending)} = {update.value(True)}"
-        ok, _ = self._apply(key, update, condition)
+        other = EVENT_PENDING if conflict else CONFLICT_EVENT_PENDING
+        for last in (True, False):
+            update = _Update().set(pending, False)
+            condition = (
+                f"{update.name(ident)} = {update.value(event_id)} AND {update.name(pending)} = {update.value(True)}"
+            )
+            if last:
+                update.remove(PENDING_SHARD, PENDING_SINCE)
+                condition += f" AND {update.flag_off(other)}"
+            ok, item = self._apply(key, update, condition)
+            if ok or item.get(ident) != event_id or item.get(pending) is not True:
+                return ok
+        return False
+
+    def pending_keys(self, *, pending_before: float, limit: int) -> list[str]:
+        """Keys of up to ``limit`` items whose events have been pending since ``pending_before`` or earlier,
+        oldest first (the sparse ``pendingEvents-index``; eventually consistent, so the caller re-reads)."""
+        answer = self._client.query(
+            TableName=self._table,
+            IndexName=PENDING_INDEX,
+            KeyConditionExpression="#shard = :shard AND #since <= :before",
+            ExpressionAttributeNames={"#shard": PENDING_SHARD, "#since": PENDING_SINCE},
+            ExpressionAttributeValues={
+                ":shard": {"S": PENDING_SHARD_VALUE},
+                ":before": {"N": str(int(pending_before))},
+            },
+            Limit=limit,
+        )
+        return [row["pk"]["S"] for row in answer.get("Items", [])]
+
+    def forget_pending(self, key: str) -> bool:
+        """Take an item with no pending event out of ``pendingEvents-index`` (left there by a clear that raced the
+        other flag's, or by the state machine's clear, which cannot see the conflict flag)."""
+        update = _Update().remove(PENDING_SHARD, PENDING_SINCE)
+        flags_off = f"{update.flag_off(EVENT_PENDING)} AND {update.flag_off(CONFLICT_EVENT_PENDING)}"
+        ok, _ = self._apply(key, update, f"attribute_exists({update.name('pk')}) AND {flags_off}")
         return ok
 
     def _apply(self, key: str, update: _Update, condition: str | None = None) -> tuple[bool, dict[str, Any]]:
@@ -425,6 +469,7 @@ class _Update:
         self.values: dict[str, Any] = {}
         self._sets: list[str] = []
         self._adds: list[str] = []
+        self._removes: list[str] = []
 
     def name(self, attribute: str) -> str:
         placeholder = f"#{attribute}"
@@ -445,6 +490,10 @@ class _Update:
         self._adds.append(f"{self.name(attribute)} {self.value(amount)}")
         return self
 
+    def remove(self, *attributes: str) -> _Update:
+        self._removes.extend(self.name(attribute) for attribute in attributes)
+        return self
+
     def add_to_set(self, attribute: str, members: Iterable[str]) -> _Update:
         distinct = {*members}
         if distinct:
@@ -453,7 +502,8 @@ class _Update:
 
     def expression(self) -> str:
         parts = [f"SET {', '.join(self._sets)}"] if self._sets else []
-        return " ".join(parts + ([f"ADD {', '.join(self._adds)}"] if self._adds else []))
+        parts += [f"ADD {', '.join(self._adds)}"] if self._adds else []
+        return " ".join(parts + ([f"REMOVE {', '.join(self._removes)}"] if self._removes else []))
 
     def not_final(self) -> str:
         return self.flag_off("final")
