@@ -18,7 +18,8 @@ EVENT_FILES = sorted(
 
 
 def _function_for(event: Path) -> str:
-    return "StartInquiryFunction" if event.name.startswith("sqs_") else "InquireFunction"
+    # The starter takes queue batches and the scheduled outbox sweep; the rest are polls of a running loop.
+    return "StartInquiryFunction" if event.name.startswith(("sqs_", "scheduled_")) else "InquireFunction"
 
 
 @pytest.mark.parametrize("event", EVENT_FILES, ids=[p.stem for p in EVENT_FILES])
@@ -35,6 +36,8 @@ def test_every_sample_event_runs_through_its_function(
     payload = json.loads(done.stdout)
     if event.name.startswith("sqs_"):
         assert payload == {"batchItemFailures": []}
+    elif event.name.startswith("scheduled_"):
+        assert set(payload) == {"items", "published", "failed"} and payload["failed"] == 0
     else:
         assert payload["decision"]["next"] in {"wait", "done", "fail"}
         assert payload["polls"] == json.loads(event.read_text())["polls"] + 1

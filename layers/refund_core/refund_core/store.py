@@ -9,7 +9,8 @@ Rules (architecture.md, "Stored item"; docs/internals.md, "Results table"):
   superseded loop cannot write and ends;
 - finality: a final status is never overwritten by a weaker observation nor by the opposite final status (that
   is recorded as a conflict); counters use atomic ``ADD`` so concurrent writers cannot lose an update;
-- outbox: the write that closes a window also marks its result event pending (``eventPending``, ``eventId``);
+- outbox: the write that closes a window also marks its result event pending (``eventPending``, ``eventId``,
+  and ``pendingSince`` for the sweep's sparse ``pendingEvents-index``);
   the flag is cleared only after the event was published.
 """
 
