@@ -7,10 +7,15 @@ The rules and their sources are in docs/trust.md; each test names the rule it ho
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import http.server
 import json
 import os
+import socket
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -18,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from refund_core.domain import Status, parse_profile
 from refund_core.providers import Provider, RefundQuery, provider_for
@@ -29,6 +38,7 @@ PROVIDERS = ("antom", "alipayplus", "alphapay")
 TIMEOUT = (1.0, 2.0)  # connect, read: the adapter's own total is 3 s
 MEMORY_BOUND = 50 * 1024 * 1024
 SLACK_SECONDS = 2.0
+REBINDING_NAME = "provider.rebinding.test"
 UNSPECIFIED = "0.0.0.0"  # noqa: S104 - reaches this very machine on Linux; the call-time check must refuse it
 
 
@@ -193,6 +203,32 @@ def test_a_host_resolving_to_an_unsafe_address_is_a_configuration_error_and_is_n
     assert len(hostile.requests) == before
 
 
+def test_the_call_connects_to_the_address_that_was_checked_not_to_a_second_lookup(
+    hostile: HostileProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name resolves to a checked address once, then elsewhere. The call must use the first."""
+    real_getaddrinfo = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == REBINDING_NAME:
+            lookups.append(host)
+            # First lookup: the provider's real address. Any later one: an address where nothing listens.
+            host = "127.0.0.1" if len(lookups) == 1 else "127.0.0.2"
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    profile = parse_profile(hostile.profile("antom"), allow_plain_http=True)
+    renamed = dataclasses.replace(profile, base_url=f"http://{REBINDING_NAME}:{hostile.port}")
+
+    seen = provider_for(renamed, timeout=TIMEOUT).inquire(RefundQuery(refund_id=refund_id("success")))
+
+    assert lookups == [REBINDING_NAME]  # checked once, never looked up again
+    assert (seen.status, seen.distrust) == (Status.SUCCESS, None)
+    sent = {name.lower(): value for name, value in hostile.requests[-1]["headers"].items()}
+    assert sent["host"] == f"{REBINDING_NAME}:{hostile.port}"
+
+
 # ---- the same through the CLI -------------------------------------------------------------------------
 def run_measured(*args: str, exit_code: int = 0) -> tuple[dict[str, Any], float, int]:
     """Run the CLI, which must exit with ``exit_code``; (printed observation, wall seconds, the child's own peak RSS
@@ -267,3 +303,71 @@ def test_refund_poller_inquire_against_the_hostile_provider(
     assert (seen["status"], seen["distrust"]) == (status, distrust)
     if seen["status"] == "SUCCESS":
         assert seen["reason"] and "dropped" in seen["reason"]
+
+
+@pytest.fixture()
+def tls_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """An HTTPS endpoint on 127.0.0.1 whose certificate names only REBINDING_NAME, trusted through the CA bundle."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, REBINDING_NAME)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(REBINDING_NAME)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+    class Teapot(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(418)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Teapot)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolving(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        return real_getaddrinfo("127.0.0.1" if host == REBINDING_NAME else host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("host", "verified"), [(REBINDING_NAME, True), ("127.0.0.1", False)])
+def test_tls_to_the_pinned_address_still_verifies_the_certificate_against_the_name(
+    hostile: HostileProvider, tls_provider: int, host: str, verified: bool
+) -> None:
+    profile = parse_profile(hostile.profile("antom"), allow_plain_http=True)
+    pinned = dataclasses.replace(profile, base_url=f"https://{host}:{tls_provider}")
+
+    seen = provider_for(pinned, timeout=TIMEOUT).inquire(RefundQuery(refund_id=refund_id("success")))
+
+    assert seen.status is Status.UNKNOWN
+    assert seen.reason is not None
+    # The name in the URL verifies (the endpoint's HTTP 418 is what comes back); the bare address does not.
+    assert ("418" in seen.reason) is verified, seen.reason
+    assert ("SSLError" in seen.reason) is not verified, seen.reason

@@ -66,9 +66,11 @@ class Bounds:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
-def check_host(url: str) -> None:
+def check_host(url: str) -> str | None:
     """Refuse a URL whose host resolves to an address no provider has (metadata, link-local, unspecified…).
 
+    Returns the first address the name resolved to: the call connects to that very address (``_new_conn`` below),
+    so a name that resolves differently a moment later (DNS rebinding) cannot redirect the call past this check.
     Loopback stays allowed here: whether plain http:// to loopback is acceptable is the profile's rule.
     A name that does not resolve is left to the connection attempt (a transport error, polling goes on).
     """
@@ -79,7 +81,7 @@ def check_host(url: str) -> None:
             host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
         )
     except (OSError, UnicodeError):
-        return
+        return None
     for info in infos:
         address = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone id
         reason = unsafe_address_reason(ipaddress.ip_address(address))
@@ -87,14 +89,16 @@ def check_host(url: str) -> None:
             raise UnansweredError(
                 f"baseUrl host {host!r} resolves to {address}, which {reason}; not contacted", refused=True
             )
+    return str(infos[0][4][0]) if infos else None
 
 
 def post(session: requests.Session, url: str, headers: Mapping[str, str], body: bytes, bounds: Bounds) -> RawAnswer:
     """POST ``body`` and read the whole answer within ``bounds``; raises :class:`UnansweredError` otherwise."""
     deadline = time.monotonic() + bounds.total_seconds
-    check_host(url)
+    address = check_host(url)
     watch = _Watch(max(deadline - time.monotonic(), 0.0))
     _calls.watch = watch
+    _calls.pinned = None if address is None else ((urlsplit(url).hostname or "").rstrip("."), address)
     try:
         answer = _exchange(session, url, headers, body, bounds, deadline)
     except UnansweredError as exc:
@@ -104,6 +108,7 @@ def post(session: requests.Session, url: str, headers: Mapping[str, str], body: 
     finally:
         watch.cancel()
         _calls.watch = None
+        _calls.pinned = None
     return answer
 
 
@@ -211,16 +216,36 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-_calls = threading.local()  # the running call's watch, for the connection classes below (same thread)
+# The running call's watch and pinned (host, address), for the connection classes below (same thread).
+_calls = threading.local()
+
+
+def _connect_pinned(connection: urllib3.connection.HTTPConnection) -> socket.socket:
+    """Open the socket to the address check_host approved; the Host header and TLS SNI still carry the name."""
+    name = connection._dns_host
+    pinned: tuple[str, str] | None = getattr(_calls, "pinned", None)
+    if pinned is None or pinned[0] != name.rstrip("."):
+        return urllib3.connection.HTTPConnection._new_conn(connection)
+    connection._dns_host = pinned[1]
+    try:
+        return urllib3.connection.HTTPConnection._new_conn(connection)
+    finally:
+        connection._dns_host = name
 
 
 class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _connect_pinned(self)
+
     def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
         _watch_socket(self.sock)
         return super().getresponse()
 
 
 class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _connect_pinned(self)  # the TLS handshake runs after this, with SNI = the name
+
     def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
         _watch_socket(self.sock)
         return super().getresponse()
