@@ -46,8 +46,10 @@ _service = service_from_environment()
 _provider_cap = provider_total_timeout()
 _processor = AsyncBatchProcessor(event_type=EventType.SQS)
 REJECTED = MetricValue("RejectedMessages", MetricUnit.Count, 1)
-# Items one sweep looks at: a sweep every 5 minutes clears a backlog of this many per run, well inside 30 s.
+# Items one sweep reads per index page, and at most per run (a sweep every 5 minutes; the run also stops when the
+# invocation's time is up): a backlog of 2,000 clears in one run, and items EventBridge keeps refusing are passed over.
 SWEEP_PAGE = 100
+SWEEP_MAX_ITEMS = 2000
 
 
 class Batch:
@@ -149,7 +151,7 @@ def _report(result: StartResult) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, int]:
     if "Records" not in event and event.get("source") == "aws.events":
-        return sweep()
+        return sweep(InvocationDeadline(context).seconds_for_work())
     deadline = InvocationDeadline(context, provider_cap_seconds=_provider_cap)
     batch = Batch(len(event.get("Records") or ()), deadline)
     try:
@@ -161,7 +163,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
         emit(metrics, batch.metric_values())
 
 
-def sweep() -> dict[str, int]:
-    result = _service.sweep_outbox(limit=SWEEP_PAGE)
+def sweep(seconds: float) -> dict[str, int]:
+    result = _service.sweep_outbox(page=SWEEP_PAGE, max_items=SWEEP_MAX_ITEMS, seconds=seconds)
     logger.info("outbox swept", extra={"items": result.items, "published": result.published, "failed": result.failed})
+    # OutboxEventsStuck > 0 on two sweeps in a row means EventBridge keeps refusing events (OutboxStuckAlarm).
+    metrics.add_metric(name="OutboxEventsPublished", unit=MetricUnit.Count, value=result.published)
+    metrics.add_metric(name="OutboxEventsStuck", unit=MetricUnit.Count, value=result.failed)
     return {"items": result.items, "published": result.published, "failed": result.failed}

@@ -177,3 +177,40 @@ def test_a_sweep_whose_publish_fails_again_keeps_the_event_for_the_next_sweep(co
 
     assert (failed.published, failed.failed, swept.published, swept.failed) == (0, 1, 1, 0)
     assert [e["detail"]["status"] for e in finished(core.capture.drain())] == ["SUCCESS"]
+
+
+def _pending_refunds(core: Core, count: int, prefix: str) -> list[str]:
+    """``count`` refunds recorded final whose events EventBridge refused, left for the sweep."""
+    ids = [f"{prefix} {n}/é" for n in range(count)]
+    for rid in ids:
+        core.provider.queue(rid, answer(Status.SUCCESS))
+        core.fail_put_events(1)
+        with pytest.raises(ResultEventPendingError):
+            core.send({"provider": "antom", "refundRequestId": rid}, message_id=f"m {rid}")
+        core.clock.now += 1  # distinct pendingSince: the index returns them oldest first
+    core.fail_put_events(0)
+    core.clock.now += 120
+    return ids
+
+
+def test_one_sweep_goes_through_every_page_of_a_backlog(core: Core) -> None:
+    ids = _pending_refunds(core, 5, "R backlog")
+
+    swept = core.service.sweep_outbox(page=2)
+
+    assert (swept.items, swept.published, swept.failed) == (5, 5, 0)
+    events = finished(core.capture.drain())
+    assert sorted(e["detail"]["refundRequestId"] for e in events) == sorted(ids)
+
+
+def test_events_eventbridge_keeps_refusing_do_not_hold_back_the_ones_behind_them(core: Core) -> None:
+    ids = _pending_refunds(core, 5, "R poison")
+    core.fail_put_events(2)  # the two oldest fail again: the first page
+
+    swept = core.service.sweep_outbox(page=2)
+
+    assert (swept.items, swept.published, swept.failed) == (5, 3, 2)
+    published = {e["detail"]["refundRequestId"] for e in finished(core.capture.drain())}
+    assert published == set(ids[2:])
+    retried = core.service.sweep_outbox(page=2)  # EventBridge works again: the next sweep clears the rest
+    assert (retried.items, retried.published, retried.failed) == (2, 2, 0)

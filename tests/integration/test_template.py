@@ -352,6 +352,7 @@ def test_alarms_watch_dlq_failed_and_timed_out_executions_auth_errors_final_conf
         ("AWS/States", "ExecutionsTimedOut"),
         ("RefundPoller", "ProviderAuthErrors"),
         ("RefundPoller", "FinalStatusConflicts"),
+        ("RefundPoller", "OutboxEventsStuck"),
     }
 
 

@@ -244,25 +244,35 @@ class InquiryService:
             raise ResultEventPendingError("result event not published, kept pending: " + "; ".join(failures))
         return published
 
-    def sweep_outbox(self, *, limit: int = 100) -> SweepResult:
+    def sweep_outbox(self, *, page: int = 100, max_items: int = 2000, seconds: float | None = None) -> SweepResult:
         """Publish the events left pending longer than ``OUTBOX_GRACE_SECONDS`` that nothing touched again.
 
         The grace leaves each event to its closer and the closer's retries first. Each item is re-read
-        (the index is eventually consistent) and goes through the same publish path as a touch of it.
+        (the index is eventually consistent) and goes through the same publish path as a touch of it. The sweep
+        goes on past items whose publish fails again (page after page, up to ``max_items`` or ``seconds``), so a
+        few events EventBridge keeps refusing cannot hold back the ones behind them.
         """
-        keys = self.store.pending_keys(pending_before=self.clock() - OUTBOX_GRACE_SECONDS, limit=limit)
-        published = failed = 0
-        for key in keys:
-            item = self.store.get(key)
-            if not has_pending_event(item):
-                self.store.forget_pending(key)
-                continue
-            assert item is not None
-            try:
-                published += self.publish_pending(key, item)
-            except ResultEventPendingError:
-                failed += 1  # still pending and still in the index: the next sweep tries again
-        return SweepResult(len(keys), published, failed)
+        stop_at = None if seconds is None else time.monotonic() + seconds
+        cursor: dict[str, Any] | None = None
+        looked = published = failed = 0
+        while looked < max_items and (stop_at is None or time.monotonic() < stop_at):
+            keys, cursor = self.store.pending_keys(
+                pending_before=self.clock() - OUTBOX_GRACE_SECONDS, limit=min(page, max_items - looked), after=cursor
+            )
+            looked += len(keys)
+            for key in keys:
+                item = self.store.get(key)
+                if not has_pending_event(item):
+                    self.store.forget_pending(key)
+                    continue
+                assert item is not None
+                try:
+                    published += self.publish_pending(key, item)
+                except ResultEventPendingError:
+                    failed += 1  # still pending and still in the index: the next sweep tries again
+            if cursor is None:
+                break
+        return SweepResult(looked, published, failed)
 
 
 def _trace_summary(observation: Observation) -> dict[str, Any]:

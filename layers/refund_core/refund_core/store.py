@@ -409,21 +409,27 @@ class DynamoDbRefundStore:
                 return ok
         return False
 
-    def pending_keys(self, *, pending_before: float, limit: int) -> list[str]:
-        """Keys of up to ``limit`` items whose events have been pending since ``pending_before`` or earlier,
-        oldest first (the sparse ``pendingEvents-index``; eventually consistent, so the caller re-reads)."""
-        answer = self._client.query(
-            TableName=self._table,
-            IndexName=PENDING_INDEX,
-            KeyConditionExpression="#shard = :shard AND #since <= :before",
-            ExpressionAttributeNames={"#shard": PENDING_SHARD, "#since": PENDING_SINCE},
-            ExpressionAttributeValues={
+    def pending_keys(
+        self, *, pending_before: float, limit: int, after: Mapping[str, Any] | None = None
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """One page of keys of items whose events have been pending since ``pending_before`` or earlier, oldest
+        first (the sparse ``pendingEvents-index``; eventually consistent, so the caller re-reads), and the cursor of
+        the next page (``None`` after the last)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": PENDING_INDEX,
+            "KeyConditionExpression": "#shard = :shard AND #since <= :before",
+            "ExpressionAttributeNames": {"#shard": PENDING_SHARD, "#since": PENDING_SINCE},
+            "ExpressionAttributeValues": {
                 ":shard": {"S": PENDING_SHARD_VALUE},
                 ":before": {"N": str(int(pending_before))},
             },
-            Limit=limit,
-        )
-        return [row["pk"]["S"] for row in answer.get("Items", [])]
+            "Limit": limit,
+        }
+        if after is not None:
+            request["ExclusiveStartKey"] = after
+        answer = self._client.query(**request)
+        return [row["pk"]["S"] for row in answer.get("Items", [])], answer.get("LastEvaluatedKey")
 
     def forget_pending(self, key: str) -> bool:
         """Take an item with no pending event out of ``pendingEvents-index`` (left there by a clear that raced the
