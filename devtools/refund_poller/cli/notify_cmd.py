@@ -68,7 +68,11 @@ def notify(
     if not as_json:
         stdout.print(_describe(first))
     if first.get("outcome") != "acknowledged":
-        fail(f"the receiver did not acknowledge the notification ({_reply_of(first)})", hint=_retry_hint(provider))
+        fail(
+            f"the receiver did not acknowledge the notification ({_reply_of(first)})",
+            hint=_retry_hint(provider),
+            exit_code=EXIT_FAILURE,
+        )
 
 
 def _push_request(
