@@ -146,6 +146,25 @@ def test_a_refund_that_turns_final_by_the_clock_is_pushed_without_another_poll(
     assert sandbox.refund("antom", refund_id)["polls"] == 1  # type: ignore[index]
 
 
+def test_notify_to_points_every_profile_at_a_stack_endpoint(sandbox: Sandbox, receiver: Receiver) -> None:
+    """As the local stack wires it: the live-path Antom profile is merchant "live", the others "default"."""
+    sandbox.notify_to(
+        receiver.base_url, {"antom": "default", "antom-live": "live", "alipayplus": "default", "alphapay": "default"}
+    )
+    refund_id = f"success--{uuid.uuid4().hex[:8]}"
+
+    poll(sandbox, "antom", refund_id)
+    live = parse_profile(sandbox.profiles["antom-live"].read_text(), allow_plain_http=True)
+    provider_for(live, timeout=(1.0, 2.0)).inquire(RefundQuery(refund_id=f"success--live-{uuid.uuid4().hex[:8]}"))
+    arrivals = eventually(lambda: len(receiver.arrivals) == 2 and receiver.arrivals)
+
+    by_path = {arrival.path: arrival for arrival in arrivals}
+    assert set(by_path) == {"/notify/antom/default", "/notify/antom/live"}
+    assert by_path["/notify/antom/default"].headers["Client-Id"] == "SANDBOX_5YRP00000001"
+    assert by_path["/notify/antom/live"].headers["Client-Id"] == "5YRP00000001"
+    assert all(arrival.verified for arrival in arrivals)
+
+
 # ---- retries ---------------------------------------------------------------------------------------------
 def test_antom_retries_on_its_schedule_compressed_until_acknowledged(
     sandbox: Sandbox, receiver: Receiver, merchant: str

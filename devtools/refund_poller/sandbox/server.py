@@ -29,7 +29,7 @@ from refund_core.domain.profile import is_loopback_host
 from refund_poller.sandbox.admin import ADMIN_PREFIX, Admin, AdminRequest
 from refund_poller.sandbox.answers import JSON_TYPE, Reply
 from refund_poller.sandbox.chaos import ChaosConfig
-from refund_poller.sandbox.credentials import Credentials
+from refund_poller.sandbox.credentials import PROFILE_SPECS, Credentials
 from refund_poller.sandbox.dialects import DIALECTS, RequestHeaders, route
 from refund_poller.sandbox.inquiry import InquiryService, refund_view
 from refund_poller.sandbox.notifications import NotifyTarget
@@ -247,6 +247,16 @@ class Sandbox:
     def set_notify_target(self, provider: str, target: NotifyTarget) -> None:
         """Push ``provider`` notifications of ``target.merchant``'s refunds to ``target.url`` from now on."""
         self.notifier.set_target(provider, target)
+
+    def notify_to(self, notify_base_url: str, merchants: Mapping[str, str]) -> None:
+        """Push every profile's notifications to a stack's endpoint, ``<notify_base_url>/notify/<provider>/<merchant>``.
+
+        ``merchants`` maps a profile name to the merchant name the stack knows it by (devstack.MERCHANTS).
+        """
+        for spec in PROFILE_SPECS:
+            merchant = merchants[spec.name]
+            url = f"{notify_base_url.rstrip('/')}/notify/{spec.provider}/{merchant}"
+            self.set_notify_target(spec.provider, NotifyTarget(url=url, merchant=merchant, client_id=spec.caller_id))
 
     def set_script_with_notify(self, provider: str, refund_id: str, script: str, target: NotifyTarget) -> None:
         """Script a refund whose own notifications go to ``target`` (whatever its merchant's target)."""
