@@ -167,7 +167,7 @@ class Notifier:
         return {"speedup": self.speedup, "pending": self._scheduler.pending(), "merchants": targets}
 
     def reset(self) -> None:
-        """Forget targets, held and scheduled pushes and the log; pushes in flight finish unrecorded-later."""
+        """Forget targets, held and scheduled pushes, the speed-up and the log (a push in flight still finishes)."""
         self._scheduler.cancel_all()
         with self._lock:
             self._targets.clear()
