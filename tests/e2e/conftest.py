@@ -39,6 +39,15 @@ def run_cli(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedP
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=ENV)
 
 
+def one_line_error(stderr: str) -> list[str]:
+    """The lines of a refusal, checked: one ``error:`` line, maybe one ``hint:`` line, never a traceback."""
+    lines = stderr.strip().splitlines()
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("error: ")
+    assert len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("hint: "))
+    return lines
+
+
 def run_cli_concurrently(cwd: Path, commands: list[list[str]], timeout: float = 90) -> list[CompletedCli]:
     """Run several CLI commands at once (each pays the interpreter's start-up); results in order."""
     processes = [

@@ -10,14 +10,7 @@ from typer.testing import CliRunner
 
 from refund_poller.cli.main import app
 from tests.e2e.conftest import STATE_FILE, run_cli
-
-
-def _one_line_error(stderr: str) -> list[str]:
-    lines = stderr.strip().splitlines()
-    assert "Traceback" not in stderr
-    assert lines[0].startswith("error: ")
-    assert len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("hint: "))
-    return lines
+from tests.e2e.conftest import one_line_error as _one_line_error
 
 
 def test_a_bad_flag_is_one_error_line_with_a_help_hint(tmp_path: Path) -> None:

@@ -79,8 +79,10 @@ def read_state(path: Path | None = None) -> LocalStackState | None:
         return found.state if found else None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return LocalStackState(**data)
-    except (OSError, ValueError, TypeError):
+        # Keys this version does not know (written by a newer `local up`) are skipped, not a reason to fail.
+        known = {name: value for name, value in data.items() if name in LocalStackState.__dataclass_fields__}
+        return LocalStackState(**known)
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 

@@ -13,6 +13,7 @@ from refund_poller.cli import (
     inquire_cmd,
     invoke_cmd,
     local_cmd,
+    notify_cmd,
     sandbox_cmd,
     send_cmd,
     status_cmd,
@@ -61,6 +62,7 @@ app.add_typer(dlq_cmd.app, name="dlq")
 app.command("invoke")(invoke_cmd.invoke)
 app.command("sandbox")(sandbox_cmd.sandbox)
 app.command("inquire")(inquire_cmd.inquire)
+app.command("notify")(notify_cmd.notify)
 
 if __name__ == "__main__":
     app()

@@ -30,7 +30,8 @@ def sandbox(
     (antom.json uses Antom's sandbox path, antom-live.json the live one), prints the base URL and the
     profile paths, then answers until Ctrl-C or SIGTERM. A refund id carries its own script before
     "--": processing2-success--r1 answers PROCESSING twice, then SUCCESS. docs/sandbox.md has the
-    grammar and the /_sandbox/ admin endpoints.
+    grammar and the /_sandbox/ admin endpoints, including the signed refund notifications it pushes
+    to a merchant's notify URL (PUT /_sandbox/notify/merchants/{provider}/{merchant}).
 
     Examples:
 

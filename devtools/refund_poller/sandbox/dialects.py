@@ -8,6 +8,7 @@ else (header names, algorithm names, nonce rules) is checked here independently.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from abc import ABC, abstractmethod
@@ -29,6 +30,11 @@ ALPHAPAY_PATH = "/api/v2.0/payments/inquiryRefund"
 NONCE_LENGTH = 32
 _EPOCH_MILLIS = re.compile(r"[0-9]{13}")
 _NONCE = re.compile(rf"[!-~]{{{NONCE_LENGTH}}}")  # printable, no spaces: it sits inside a signed string
+# Antom's notifyRefund: "retried up to eight times within 24 hours, at intervals of 0 s, 2 min, 10 min, 10 min,
+# 1 h, 2 h, 6 h and 15 h" (docs.antom.com/ac/ams/notify_refund). Read as: after the first push, a retry follows
+# each interval in turn, counted from the attempt before it, until the fixed acknowledgement comes back.
+ANTOM_RETRY_INTERVALS = (0.0, 120.0, 600.0, 600.0, 3_600.0, 7_200.0, 21_600.0, 54_000.0)
+ACKNOWLEDGEMENT = {"resultCode": "SUCCESS", "resultStatus": "S"}
 
 
 class Refused(Exception):  # noqa: N818 - a control-flow signal carrying the provider's F answer, not an error
@@ -89,6 +95,9 @@ class Dialect(ABC):
     refund_id_required: ClassVar[bool] = False
     currency: ClassVar[str]
     statuses: ClassVar[dict[str, str]] = {"success": "SUCCESS", "fail": "FAIL", "processing": "PROCESSING"}
+    # Notifications (the provider calling the merchant): which final states are pushed, and the retry intervals.
+    notified_states: ClassVar[frozenset[str]] = frozenset({"success", "fail"})
+    retry_intervals: ClassVar[tuple[float, ...]] = ANTOM_RETRY_INTERVALS
 
     def header(self, headers: RequestHeaders, name: str) -> str:
         value = headers.get(name, exact=self.exact_header_names)
@@ -141,6 +150,29 @@ class Dialect(ABC):
             payload["refundTime"] = view.refund_time
         return payload
 
+    # ---- notifications: the same signature scheme, the provider now the caller ------------------------------
+    def notification_payload(self, view: RefundView) -> dict[str, Any]:
+        """The body of a refund-result notification: the result object and the refund as an answer shows it."""
+        return {"result": {**ACKNOWLEDGEMENT, "resultMessage": "success"}, **self.refund_payload(view)}
+
+    def notification_identity(self, caller: str) -> Identity:
+        """A fresh Request-Time for one push attempt (every attempt is signed anew)."""
+        return Identity(caller=caller, request_time=str(int(datetime.now(UTC).timestamp() * 1000)))
+
+    def notification_headers(self, identity: Identity) -> dict[str, str]:
+        """The identifying headers of a push besides Content-Type and Signature."""
+        return {self.caller_header: identity.caller, "Request-Time": identity.request_time}
+
+    def acknowledged(self, status: int, body: bytes) -> bool:
+        """Whether the merchant's reply is the fixed acknowledgement (HTTP 200, result SUCCESS / S)."""
+        try:
+            reply = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        result = reply.get("result") if isinstance(reply, dict) else None
+        fixed = isinstance(result, dict) and all(result.get(name) == value for name, value in ACKNOWLEDGEMENT.items())
+        return status == 200 and fixed
+
 
 class AntomDialect(Dialect):
     name = "antom"
@@ -166,6 +198,10 @@ class AntomDialect(Dialect):
 
     def response_content(self, path: str, identity: Identity, headers: dict[str, str], body: bytes) -> bytes:
         return client_id_content(path, headers["Client-Id"], headers["Response-Time"], body)
+
+    def notification_payload(self, view: RefundView) -> dict[str, Any]:
+        """notifyRefund: ``notifyType`` REFUND_RESULT first (docs.antom.com/ac/ams/notify_refund)."""
+        return {"notifyType": "REFUND_RESULT", **super().notification_payload(view)}
 
 
 class WalletDialect(AntomDialect):
@@ -198,6 +234,10 @@ class AlphaPayDialect(Dialect):
     refund_id_required = True
     currency = "CAD"
     statuses: ClassVar[dict[str, str]] = {"success": "SUCCESS", "fail": "FAILED", "processing": "REFUND_IN_PROCESS"}
+    # "push the refund success notification after the refund is successful" (seed 002_2f9cd1440fe8aed9.txt,
+    # refund.notifyUrl): success only, and once, never retried (providers.md §4).
+    notified_states: ClassVar[frozenset[str]] = frozenset({"success"})
+    retry_intervals: ClassVar[tuple[float, ...]] = ()
 
     def identity(self, headers: RequestHeaders) -> Identity:
         base = super().identity(headers)
@@ -221,6 +261,13 @@ class AlphaPayDialect(Dialect):
 
     def response_content(self, path: str, identity: Identity, headers: dict[str, str], body: bytes) -> bytes:
         return nonce_content(path, identity.caller, headers["Response-Time"], headers["Nonce"], body)
+
+    def notification_identity(self, caller: str) -> Identity:
+        return Identity(caller=caller, request_time=self.response_time(""), nonce=secrets.token_hex(16))
+
+    def notification_headers(self, identity: Identity) -> dict[str, str]:
+        assert identity.nonce is not None  # notification_identity() always draws one
+        return {**super().notification_headers(identity), "Nonce": identity.nonce}
 
     def refund_payload(self, view: RefundView) -> dict[str, Any]:
         payload: dict[str, Any] = {

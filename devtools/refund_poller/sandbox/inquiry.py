@@ -18,6 +18,8 @@ from refund_core.providers import signing
 from refund_poller.sandbox import answers
 from refund_poller.sandbox.credentials import Credentials
 from refund_poller.sandbox.dialects import Dialect, Identity, RefundView, Refused, RequestHeaders
+from refund_poller.sandbox.notifications import NotifyTarget
+from refund_poller.sandbox.notifier import Notifier
 from refund_poller.sandbox.script import ScriptError
 from refund_poller.sandbox.state import LoggedRequest, RefundRecord, SandboxState, invent_id
 
@@ -27,10 +29,17 @@ MAX_ID_LENGTH = 64
 class InquiryService:
     """Answers inquiryRefund requests for all providers from one shared state."""
 
-    def __init__(self, state: SandboxState, credentials: Credentials, log: Callable[[str], None] | None) -> None:
+    def __init__(
+        self,
+        state: SandboxState,
+        credentials: Credentials,
+        log: Callable[[str], None] | None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.state = state
         self.credentials = credentials
         self.log = log
+        self.notifier = notifier
 
     def handle(self, dialect: Dialect, path: str, headers: RequestHeaders, body: bytes) -> answers.Reply:
         """The reply to one request; never raises for anything the caller sent."""
@@ -89,13 +98,42 @@ class InquiryService:
             raise Refused("PARAM_ILLEGAL", str(exc)) from None
 
     def _answer(self, dialect: Dialect, path: str, identity: Identity, record: RefundRecord) -> answers.Reply:
-        poll = self.state.refunds.poll(record, path, self.state.chaos)
+        poll = self.state.refunds.poll(record, path, self.state.chaos, identity.caller)
         answer = answers.for_kind(dialect, poll.kind, partial(_view, dialect, record))
         reply = answers.seal(answer, dialect, path, identity, self.credentials)
         chaos = " (chaos)" if poll.chaos else ""
         self._log(dialect, record.refund_id or "-", poll.number, reply.summary + chaos)
-        on_answer = partial(self.state.refunds.mark_final, record, poll.kind)
+        self._watch_clock(dialect, record)
+        on_answer = partial(self._turned, dialect, record, poll.kind)
         return replace(reply, delay=poll.slow_ms / 1000, on_answer=on_answer)
+
+    # ---- notifications: pushed when a refund turns final, by a poll or by its script's clock ------------
+    def _turned(self, dialect: Dialect, record: RefundRecord, kind: str) -> None:
+        if self.state.refunds.mark_final(record, kind):
+            self._notify(dialect, record, kind)
+
+    def _notify(self, dialect: Dialect, record: RefundRecord, kind: str) -> None:
+        target = self._target(dialect, record)
+        if target is not None and self.notifier is not None:
+            self.notifier.push(dialect, target, _view(dialect, record, kind), record.caller)
+
+    def _target(self, dialect: Dialect, record: RefundRecord) -> NotifyTarget | None:
+        if self.notifier is None:
+            return None
+        return record.notify or self.notifier.target_for_caller(dialect.name, record.caller)
+
+    def _watch_clock(self, dialect: Dialect, record: RefundRecord) -> None:
+        """A refund whose script turns final after some seconds does so unpolled: a timer checks it then."""
+        if self.notifier is None or self._target(dialect, record) is None:
+            return
+        due = self.state.refunds.claim_settle(record)
+        if due is not None:
+            self.notifier.call_at(due, partial(self._settle, dialect, record))
+
+    def _settle(self, dialect: Dialect, record: RefundRecord) -> None:
+        kind = self.state.refunds.settle(record)
+        if kind is not None:
+            self._turned(dialect, record, kind)
 
     def _log(self, dialect: Dialect, refund_id: str, poll: int, summary: str) -> None:
         if self.log is not None:
@@ -114,14 +152,19 @@ def _id_field(payload: dict[str, object], name: str) -> str | None:
 
 
 def _view(dialect: Dialect, record: RefundRecord, state: str) -> RefundView:
-    """The refund as an S answer shows it; the amount is derived from the id so it is stable."""
-    refund_id = record.refund_id or ""
+    return refund_view(dialect, state, record.refund_id or "", record.refund_request_id or "", record.refund_time)
+
+
+def refund_view(
+    dialect: Dialect, state: str, refund_id: str, refund_request_id: str, refund_time: str | None = None
+) -> RefundView:
+    """The refund as an S answer (or a notification) shows it; the amount is derived from the id so it is stable."""
     digest = int(hashlib.sha256(f"{dialect.name}|{refund_id}".encode()).hexdigest()[:8], 16)
     return RefundView(
         state=state,
         refund_id=refund_id,
-        refund_request_id=record.refund_request_id or "",
+        refund_request_id=refund_request_id,
         payment_id=invent_id(dialect.name, "paymentId", refund_id),
         amount_value=str(100 + digest % 99_900),
-        refund_time=record.refund_time or time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        refund_time=refund_time or time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
     )

@@ -29,9 +29,11 @@ from refund_core.domain.profile import is_loopback_host
 from refund_poller.sandbox.admin import ADMIN_PREFIX, Admin, AdminRequest
 from refund_poller.sandbox.answers import JSON_TYPE, Reply
 from refund_poller.sandbox.chaos import ChaosConfig
-from refund_poller.sandbox.credentials import Credentials
-from refund_poller.sandbox.dialects import RequestHeaders, route
-from refund_poller.sandbox.inquiry import InquiryService
+from refund_poller.sandbox.credentials import PROFILE_SPECS, Credentials
+from refund_poller.sandbox.dialects import DIALECTS, RequestHeaders, route
+from refund_poller.sandbox.inquiry import InquiryService, refund_view
+from refund_poller.sandbox.notifications import NotifyTarget
+from refund_poller.sandbox.notifier import Notifier
 from refund_poller.sandbox.script import parse_script
 from refund_poller.sandbox.state import LoggedRequest, SandboxState
 
@@ -77,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         server = cast(_Server, self.server)
-        path = urlsplit(self.path).path
+        path, query = urlsplit(self.path).path, urlsplit(self.path).query
         length = self.headers.get("Content-Length") or "0"
         if not length.isdigit() or int(length) > MAX_BODY_BYTES:
             self._write_json(413, {"error": f"the body must be at most {MAX_BODY_BYTES} bytes"})
@@ -85,7 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(length))
         dialect = route(path)
         if path.startswith(ADMIN_PREFIX):
-            status, document = server.admin.handle(AdminRequest(self.command, path, body, self.client_address[0]))
+            request = AdminRequest(self.command, path, body, self.client_address[0], query)
+            status, document = server.admin.handle(request)
             self._write_json(status, document)
         elif dialect is not None and self.command == "POST":
             headers = RequestHeaders(self.headers.items())
@@ -153,6 +156,7 @@ class Sandbox:
         self._log = log
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._notifier: Notifier | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
     def bind(self) -> Sandbox:
@@ -169,8 +173,9 @@ class Sandbox:
         except OSError:
             server.server_close()
             raise
-        server.inquiry = InquiryService(self.state, credentials, self._log)
-        server.admin = Admin(self.state, self.base_url, self.profiles)
+        self._notifier = Notifier(credentials, self._log)
+        server.inquiry = InquiryService(self.state, credentials, self._log, self._notifier)
+        server.admin = Admin(self.state, self.base_url, self.profiles, self._notifier)
         self._server = server
         return self
 
@@ -224,10 +229,55 @@ class Sandbox:
 
     def reset(self) -> None:
         self.state.reset()
+        if self._notifier is not None:
+            self._notifier.reset()
 
     def requests(self) -> list[LoggedRequest]:
         """The most recent inquiries as received, oldest first."""
         return self.state.requests.entries()
+
+    # ---- notifications (the /_sandbox/notify endpoints, from Python) --------------------------------------
+    @property
+    def notifier(self) -> Notifier:
+        """The notification sender (bound sandboxes only)."""
+        if self._notifier is None:
+            raise RuntimeError("bind or start the sandbox first")
+        return self._notifier
+
+    def set_notify_target(self, provider: str, target: NotifyTarget) -> None:
+        """Push ``provider`` notifications of ``target.merchant``'s refunds to ``target.url`` from now on."""
+        self.notifier.set_target(provider, target)
+
+    def notify_to(self, notify_base_url: str, merchants: Mapping[str, str]) -> None:
+        """Push every profile's notifications to a stack's endpoint, ``<notify_base_url>/notify/<provider>/<merchant>``.
+
+        ``merchants`` maps a profile name to the merchant name the stack knows it by (devstack.MERCHANTS).
+        """
+        for spec in PROFILE_SPECS:
+            merchant = merchants[spec.name]
+            url = f"{notify_base_url.rstrip('/')}/notify/{spec.provider}/{merchant}"
+            self.set_notify_target(spec.provider, NotifyTarget(url=url, merchant=merchant, client_id=spec.caller_id))
+
+    def set_script_with_notify(self, provider: str, refund_id: str, script: str, target: NotifyTarget) -> None:
+        """Script a refund whose own notifications go to ``target`` (whatever its merchant's target)."""
+        self.state.refunds.set_script(provider, refund_id, parse_script(script), target)
+
+    def set_notify_speedup(self, speedup: float) -> None:
+        """Divide the providers' retry intervals by ``speedup`` (1: real time)."""
+        self.notifier.speedup = speedup
+
+    def push(self, provider: str, target: NotifyTarget, status: str, refund_id: str, refund_request_id: str) -> str:
+        """Push one notification now (``status`` SUCCESS or FAIL) with the provider's retries; its id."""
+        dialect = DIALECTS[provider]
+        state = {"SUCCESS": "success", "FAIL": "fail"}[status]
+        notification = self.notifier.push(dialect, target, refund_view(dialect, state, refund_id, refund_request_id))
+        if notification is None:
+            raise ValueError(f"{provider} never pushes {status}")
+        return notification
+
+    def pushes(self, **match: str) -> list[dict[str, Any]]:
+        """Every push attempt so far (the admin GET /_sandbox/pushes), filtered by equal fields."""
+        return self.notifier.pushes.entries(**match)
 
     # ---- internals ------------------------------------------------------------------------
     def _bound(self) -> _Server:
@@ -237,6 +287,8 @@ class Sandbox:
         return self._server
 
     def _close(self) -> None:
+        if self._notifier is not None:
+            self._notifier.stop()
         if self._server is not None:
             self._server.server_close()
         self._server = None

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from refund_poller.sandbox.chaos import Chaos, ChaosConfig
+from refund_poller.sandbox.notifications import NotifyTarget
 from refund_poller.sandbox.script import Script, Step, script_for_id
 
 FINAL_KINDS = frozenset({"success", "fail"})
@@ -42,6 +43,9 @@ class RefundRecord:
     position: int = 0
     step_polls: int = 0
     step_started: float | None = None  # monotonic clock: seconds-long steps must not jump with the wall clock
+    caller: str | None = None  # the caller id of the latest poll: whose merchant notifications go to
+    notify: NotifyTarget | None = None  # a per-refund notification target (overrides the merchant's)
+    settle_due: float | None = None  # when a timer will check whether the clock made this refund final
 
     def advance(self, now: float) -> str:
         """Consume one poll of the script and return the kind of answer it calls for."""
@@ -52,6 +56,26 @@ class RefundRecord:
             self.step_started = now
         self.step_polls += 1
         return steps[self.position].kind
+
+    def final_due(self) -> float | None:
+        """When the clock alone makes this refund final: its current step lasts seconds, a final step follows."""
+        steps = self.script.steps
+        step = steps[self.position]
+        if step.seconds is None or self.step_started is None or self.position + 1 >= len(steps):
+            return None
+        return self.step_started + step.seconds if steps[self.position + 1].kind in FINAL_KINDS else None
+
+    def settle(self, now: float) -> str | None:
+        """Move past seconds-long steps the clock has finished, without a poll; the kind reached, if it moved."""
+        steps = self.script.steps
+        moved = False
+        while (
+            self.position + 1 < len(steps)
+            and steps[self.position].seconds is not None
+            and self._step_done(steps[self.position], now)
+        ):
+            self.position, self.step_polls, self.step_started, moved = self.position + 1, 0, None, True
+        return steps[self.position].kind if moved else None
 
     def _step_done(self, step: Step, now: float) -> bool:
         if step.polls is not None:
@@ -73,6 +97,7 @@ class RefundRecord:
             "finalAt": self.final_at,
             "finalStatus": self.final_status,
             "lastPath": self.last_path,
+            "notify": None if self.notify is None else self.notify.to_dict(),
         }
 
 
@@ -113,13 +138,15 @@ class RefundBook:
                 self._records.setdefault((provider, alias), record)
             return record
 
-    def set_script(self, provider: str, refund_id: str, script: Script) -> RefundRecord:
+    def set_script(
+        self, provider: str, refund_id: str, script: Script, notify: NotifyTarget | None = None
+    ) -> RefundRecord:
         """Start the refund afresh with an explicit script (overrides the one its id carries)."""
         with self._lock:
             old = self._records.get((provider, refund_id))
             if old is not None:  # forget the old record under all its ids, not just this one
                 self._records = {key: value for key, value in self._records.items() if value is not old}
-            record = RefundRecord(provider=provider, script=script)
+            record = RefundRecord(provider=provider, script=script, notify=notify)
             self._records[(provider, refund_id)] = record
             return record
 
@@ -127,10 +154,11 @@ class RefundBook:
         with self._lock:
             return self._records.get((provider, refund_id))
 
-    def poll(self, record: RefundRecord, path: str, chaos: Chaos) -> Poll:
+    def poll(self, record: RefundRecord, path: str, chaos: Chaos, caller: str | None = None) -> Poll:
         """Count one poll; a chaos fault answers instead of the script without moving it on."""
         with self._lock:
             now = time.time()
+            record.caller = caller or record.caller
             record.polls += 1
             record.first_poll_at = record.first_poll_at or now
             record.last_poll_at, record.last_path = now, path
@@ -140,19 +168,47 @@ class RefundBook:
                 return Poll(kind=fault, number=record.polls, slow_ms=record.script.slow_ms, chaos=True)
             slow_ms = record.script.slow_ms + (chaos.config.slow_ms if fault == "slow" else 0)
             kind = record.advance(time.monotonic())
-            if kind in FINAL_KINDS and record.refund_time is None:
-                record.refund_time = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+            _fix_refund_time(record, kind, now)
             return Poll(kind=kind, number=record.polls, slow_ms=slow_ms, chaos=fault is not None)
 
-    def mark_final(self, record: RefundRecord, kind: str) -> None:
-        """Remember when a final status was first answered (called as the answer goes out, after any delay)."""
+    def settle(self, record: RefundRecord) -> str | None:
+        """Let the clock move the refund on (no poll); the final kind it reached, or None."""
+        with self._lock:
+            record.settle_due = None
+            kind = record.settle(time.monotonic())
+            if kind not in FINAL_KINDS:
+                return None
+            _fix_refund_time(record, kind, time.time())
+            return kind
+
+    def claim_settle(self, record: RefundRecord) -> float | None:
+        """The time to check the clock for this refund, unless a check is already due then (or none is needed)."""
+        with self._lock:
+            due = record.final_due()
+            if due is None or due == record.settle_due or record.final_at is not None:
+                return None
+            record.settle_due = due
+            return due
+
+    def mark_final(self, record: RefundRecord, kind: str) -> bool:
+        """Remember when a final status was first answered (called as the answer goes out, after any delay).
+
+        True the first time only: the moment the refund turns final, when its notification goes out.
+        """
         with self._lock:
             if record.final_at is None and kind in FINAL_KINDS:
                 record.final_at, record.final_status = time.time(), kind.upper()
+                return True
+            return False
 
     def clear(self) -> None:
         with self._lock:
             self._records.clear()
+
+
+def _fix_refund_time(record: RefundRecord, kind: str, now: float) -> None:
+    if kind in FINAL_KINDS and record.refund_time is None:
+        record.refund_time = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
 
 
 def invent_id(provider: str, field_name: str, key: str) -> str:
