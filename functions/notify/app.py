@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
 from typing import Any
 
@@ -18,7 +19,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from refund_core.aws.wiring import service_from_environment
+from refund_core.aws.wiring import InvocationDeadline, OutOfTimeError, provider_total_timeout, service_from_environment
 from refund_core.providers import PROVIDERS, NotificationRejectedError, ReceivedNotification
 from refund_core.providers.base import MAX_NOTIFICATION_BYTES
 from refund_core.service import RejectedMessageError
@@ -27,6 +28,9 @@ from refund_core.telemetry import MetricValue, emit
 logger = Logger()
 metrics = Metrics()
 _service = service_from_environment()
+_provider_cap = provider_total_timeout()
+# ConfirmNotifications: one inquiry per verified notification, whose answer is what is stored.
+_confirm = os.environ.get("CONFIRM_NOTIFICATIONS", "false") == "true"
 _MERCHANT = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 _JSON = {"Content-Type": "application/json"}
 
@@ -54,17 +58,23 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         signatures=() if signature is None else (signature,),  # two headers arrive comma-joined: refused as such
     )
     try:
-        result = _service.notify(provider, merchant, notification)
+        budget = InvocationDeadline(context, provider_cap_seconds=_provider_cap).provider_budget() if _confirm else None
+        result = _service.notify(provider, merchant, notification, confirm=_confirm, budget_seconds=budget)
     except RejectedMessageError as exc:  # no profile for this merchant (or a broken one): say nothing more
         return _refuse("unknown-merchant", 404, str(exc), provider)
     except NotificationRejectedError as exc:
         return _refuse(exc.reason, exc.http_status, str(exc), provider)
+    except OutOfTimeError:
+        logger.warning("notification not confirmed: too little time left to ask the provider")
+        return {"statusCode": 503, "headers": _JSON, "body": json.dumps({"message": "try again later"})}
     except Exception:
         # Not recorded (or not known to be): no acknowledgement, so the provider sends it again.
         logger.exception("notification not recorded")
         return {"statusCode": 503, "headers": _JSON, "body": json.dumps({"message": "try again later"})}
     observation = result.observation
     values = [MetricValue("NotificationsReceived", MetricUnit.Count, 1, (("provider", provider),))]
+    if result.outcome == "unconfirmed":  # ConfirmNotifications: the inquiry gave no trusted final answer
+        values.append(MetricValue("NotificationsUnconfirmed", MetricUnit.Count, 1, (("provider", provider),)))
     if result.final_conflict:
         values.append(MetricValue("FinalStatusConflicts", MetricUnit.Count, 1))
         values.append(MetricValue("NotificationConflicts", MetricUnit.Count, 1, (("provider", provider),)))

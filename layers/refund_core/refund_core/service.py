@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from refund_core.domain.claim import (
@@ -202,7 +202,6 @@ class InquiryService:
         item = self.store.get(key)
         if window.holds(item):
             return None
-        assert item is None or isinstance(item, dict)
         stored = Status(item.get("status", Status.UNKNOWN.value)) if item else Status.UNKNOWN
         observation = Observation(provider=state["inquiry"]["provider"], status=stored, reason="provider not called")
         new_state = {**state, "observation": {"status": stored.value, "reason": "provider not called"}}
@@ -219,8 +218,20 @@ class InquiryService:
         self.publish_pending(key, item)  # the closer normally has; a window left with its event pending gets it now
         return PollResult(new_state, observation, decision, public_view(item))
 
-    def notify(self, provider: str, merchant: str, notification: ReceivedNotification) -> NotifyResult:
+    def notify(
+        self,
+        provider: str,
+        merchant: str,
+        notification: ReceivedNotification,
+        *,
+        confirm: bool = False,
+        budget_seconds: float | None = None,
+    ) -> NotifyResult:
         """Verify and record one pushed notification (the Notify function's whole job).
+
+        ``confirm`` (the stack's ConfirmNotifications): one inquiry is made at once and its answer is what is
+        stored; a notification it contradicts is recorded as a final-status conflict, one it does not confirm
+        (no trusted final answer) closes nothing. ``budget_seconds`` bounds that inquiry.
 
         Raises RejectedMessageError when there is no such merchant profile, NotificationRejectedError when the
         notification proves nothing (nothing is written then), and any AWS error when the write failed (the provider
@@ -232,6 +243,20 @@ class InquiryService:
         ack = adapter.acknowledgement()
         if not observation.final:  # a provider's "still processing" closes nothing; acknowledged so it stops
             return NotifyResult("ignored", observation, ack)
+        if confirm:
+            query = RefundQuery(refund_id=observation.refund_id, refund_request_id=observation.refund_request_id)
+            answer = adapter.inquire(query, timeout_seconds=budget_seconds)
+            if not answer.final:  # the poll remains the safety net; the provider need not send it again
+                return NotifyResult("unconfirmed", answer, ack)
+            if answer.status is not observation.status:  # the answer is stored, the notification is the conflict
+                first = self._record_notified(provider, merchant, answer, now)
+                second = self._record_notified(provider, merchant, observation, now)
+                return replace(second, observation=answer, outcome=first.outcome, acknowledgement=ack)
+            observation = answer
+        return replace(self._record_notified(provider, merchant, observation, now), acknowledgement=ack)
+
+    def _record_notified(self, provider: str, merchant: str, observation: Observation, now: float) -> NotifyResult:
+        """Store a verified final notification (or its confirming answer) and publish the event it closed."""
         message = InquiryMessage(
             provider=provider,
             merchant=merchant,
@@ -253,7 +278,7 @@ class InquiryService:
                 self.publish_pending(resolution.key, written.item)
             except ResultEventPendingError:
                 pending = True  # durably stored with its event in the outbox: acknowledge, the sweep publishes it
-        return NotifyResult(written.outcome, observation, ack, resolution.key, written.conflict, pending)
+        return NotifyResult(written.outcome, observation, b"", resolution.key, written.conflict, pending)
 
     def poll_once(
         self, adapter: Provider, state: Mapping[str, Any], *, budget_seconds: float | None = None
