@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -16,7 +17,12 @@ from tests.unit import notifications
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    overrides = FAST_POLICY | {"ConfirmNotifications": "true"}
+    # A tight throttle (burst 2, 1 per second), so API Gateway's 429 can be seen; the tests below push one at a time.
+    overrides = FAST_POLICY | {
+        "ConfirmNotifications": "true",
+        "NotificationsBurstLimit": "2",
+        "NotificationsRateLimit": "1",
+    }
     with DevStack(tmp_path_factory.mktemp("confirm"), parameter_overrides=overrides) as running:
         yield running
 
@@ -53,3 +59,13 @@ def test_a_notification_the_inquiry_does_not_confirm_closes_nothing(stack: DevSt
     assert sandbox_polls(stack, "antom", refund_id) == 1
     key = item_key("antom", "default", refund_request_id=refund_id)
     assert store(stack).get(key) is None
+
+
+def test_the_endpoint_throttles_as_api_gateway_does(stack: DevStack) -> None:
+    """Over the route's burst, API Gateway answers 429 itself (the function never runs); the provider retries."""
+    url = stack.notify_base_url + "/notify/antom/default"
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: requests.post(url, data=b"{}", timeout=30), range(8)))
+    throttled = [answer for answer in answers if answer.status_code == 429]
+    assert throttled and all(answer.json() == {"message": "Too Many Requests"} for answer in throttled)
+    assert {answer.status_code for answer in answers} <= {401, 429}  # the others reached the function: unsigned
