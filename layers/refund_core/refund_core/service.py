@@ -75,6 +75,7 @@ class PollResult:
     outcome: dict[str, Any] | None  # the closed item when this poll ended the window
     final_conflict: dict[str, Any] | None = None  # both answers when the provider contradicted a stored final status
     superseded: bool = False  # a newer window owns the refund: nothing was written and this loop ends
+    provider_called: bool = True  # False: the window was already closed (a notification), the loop just ends
 
     @property
     def final_status_conflicts(self) -> int:
@@ -200,23 +201,23 @@ class InquiryService:
         """The loop's last step when its window no longer polls (docs/internals.md, "Notifications"), else None."""
         key, window = state["inquiry"]["key"], Window.from_state(state)
         item = self.store.get(key)
-        if window.holds(item):
+        if item is None or window.holds(item):
+            # No item: a hand-made event (`sam local invoke` of a sample) still asks the provider; its write says
+            # the window is unknown and the loop ends, as before notifications existed.
             return None
-        stored = Status(item.get("status", Status.UNKNOWN.value)) if item else Status.UNKNOWN
+        stored = Status(item.get("status", Status.UNKNOWN.value))
         observation = Observation(provider=state["inquiry"]["provider"], status=stored, reason="provider not called")
         new_state = {**state, "observation": {"status": stored.value, "reason": "provider not called"}}
         if not window.owns(item):
             decision = Decision("done", stored)
-            reason = SUPERSEDED_REASON if item else "no item for this refund (never claimed, or deleted)"
-            new_state["decision"] = {**decision.to_state(), "reason": reason}
-            return PollResult(new_state, observation, decision, None, superseded=True)
-        assert item is not None
+            new_state["decision"] = {**decision.to_state(), "reason": SUPERSEDED_REASON}
+            return PollResult(new_state, observation, decision, None, superseded=True, provider_called=False)
         by_notification = item.get("source") == NOTIFICATION_SOURCE and item.get("reason") == FINAL_BY_NOTIFICATION
         decision = Decision("fail" if stored is Status.ERROR else "done", stored)
         reason = FINAL_BY_NOTIFICATION if by_notification else "window already closed"
         new_state["decision"] = {**decision.to_state(), "reason": reason}
         self.publish_pending(key, item)  # the closer normally has; a window left with its event pending gets it now
-        return PollResult(new_state, observation, decision, public_view(item))
+        return PollResult(new_state, observation, decision, public_view(item), provider_called=False)
 
     def notify(
         self,
