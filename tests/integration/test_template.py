@@ -353,7 +353,16 @@ def test_alarms_watch_dlq_failed_and_timed_out_executions_auth_errors_final_conf
         ("AWS/States", "ExecutionsTimedOut"),
         ("RefundPoller", "ProviderAuthErrors"),
         ("RefundPoller", "FinalStatusConflicts"),
+        ("RefundPoller", "NotificationsRejected"),
     }
+
+
+def test_the_notification_signature_alarm_watches_the_metric_notify_emits(sam_template: dict[str, Any]) -> None:
+    # functions/notify emits NotificationsRejected with single_metric: dimensions reason and service, nothing else.
+    alarm = sam_template["Resources"]["NotificationSignaturesRefusedAlarm"]["Properties"]
+    dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+
+    assert dimensions == {"reason": "bad-signature", "service": {"Ref": "AWS::StackName"}}
 
 
 def test_outputs_name_what_merchants_and_the_local_runtime_need(sam_template: dict[str, Any]) -> None:
