@@ -157,3 +157,12 @@ def test_the_acknowledgement_is_antoms_fixed_result() -> None:
 
     for provider in PROVIDERS:
         assert json.loads(adapter(provider).acknowledgement()) == notifications.ACK
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_ids_of_the_longest_allowed_length_in_any_script_are_read_as_sent(provider: str) -> None:
+    longest = ("退款 /.:<script>" * 5)[:64]
+    observation = adapter(provider).read_notification(
+        received(provider, notifications.body(provider, refundRequestId=longest, refundId=longest[::-1]))
+    )
+    assert (observation.refund_request_id, observation.refund_id) == (longest, longest[::-1])
