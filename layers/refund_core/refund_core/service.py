@@ -216,7 +216,10 @@ class InquiryService:
         decision = Decision("fail" if stored is Status.ERROR else "done", stored)
         reason = FINAL_BY_NOTIFICATION if by_notification else "window already closed"
         new_state["decision"] = {**decision.to_state(), "reason": reason}
-        self.publish_pending(key, item)  # the closer normally has; a window left with its event pending gets it now
+        # The notification's handler publishes what it closed (the sweep, if it could not): a second publisher here
+        # would announce the window twice. A window this loop closed itself (a retried attempt) publishes now.
+        if not by_notification or may_publish(item, message_id=None, now=self.clock()):
+            self.publish_pending(key, item)
         return PollResult(new_state, observation, decision, public_view(item), provider_called=False)
 
     def notify(
