@@ -87,6 +87,11 @@ class DevStack:
         self.stop()
 
     @property
+    def notify_base_url(self) -> str:
+        """Where providers push notifications: ``<notify_base_url>/notify/<provider>/<merchant>`` (loopback)."""
+        return self.cloud.http_api_url
+
+    @property
     def outputs(self) -> dict[str, Any]:
         return dict(self.cloud.deployment.outputs)
 

@@ -64,6 +64,7 @@ SUPPORTED_GETATT_ATTRIBUTES = {"Arn"}
 DYNAMODB_ACTIONS = {
     "StartInquiryFunctionRole": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"},
     "InquireFunctionRole": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+    "NotifyFunctionRole": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
     "RefundInquiryStateMachineRole": {"dynamodb:UpdateItem"},
 }
 LAYER_REQUIREMENTS = ROOT / "layers" / "refund_core" / "requirements.txt"
@@ -232,7 +233,7 @@ def test_functions_may_read_only_the_merchant_profile_secrets(expanded: dict[str
         if any(action.startswith("secretsmanager:") for action in as_list(statement["Action"]))
     ]
 
-    assert {role for role, _ in grants} == {"StartInquiryFunctionRole", "InquireFunctionRole"}
+    assert {role for role, _ in grants} == {"StartInquiryFunctionRole", "InquireFunctionRole", "NotifyFunctionRole"}
     for _, statement in grants:
         assert as_list(statement["Action"]) == ["secretsmanager:GetSecretValue"]
         assert "secret:${ProfileSecretPrefix}*" in json.dumps(statement["Resource"])
@@ -331,7 +332,7 @@ def test_polling_policy_renders_to_the_json_of_docs_internals(sam_template: dict
 def test_functions_and_layer_run_python_3_13_on_arm64(sam_template: dict[str, Any]) -> None:
     layer = sam_template["Resources"]["RefundCoreLayer"]
 
-    for name in ("StartInquiryFunction", "InquireFunction"):
+    for name in ("StartInquiryFunction", "InquireFunction", "NotifyFunction"):
         function = function_properties(sam_template, name)
         assert function["Runtime"] == "python3.13"
         assert function["Architectures"] == ["arm64"]
@@ -353,7 +354,16 @@ def test_alarms_watch_dlq_failed_and_timed_out_executions_auth_errors_final_conf
         ("RefundPoller", "ProviderAuthErrors"),
         ("RefundPoller", "FinalStatusConflicts"),
         ("RefundPoller", "OutboxEventsStuck"),
+        ("RefundPoller", "NotificationsRejected"),
     }
+
+
+def test_the_notification_signature_alarm_watches_the_metric_notify_emits(sam_template: dict[str, Any]) -> None:
+    # functions/notify emits NotificationsRejected with single_metric: dimensions reason and service, nothing else.
+    alarm = sam_template["Resources"]["NotificationSignaturesRefusedAlarm"]["Properties"]
+    dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+
+    assert dimensions == {"reason": "bad-signature", "service": {"Ref": "AWS::StackName"}}
 
 
 def test_outputs_name_what_merchants_and_the_local_runtime_need(sam_template: dict[str, Any]) -> None:
@@ -367,6 +377,8 @@ def test_outputs_name_what_merchants_and_the_local_runtime_need(sam_template: di
         "InquireFunctionName",
         "EventBusName",
         "ProfileSecretPrefix",
+        "NotificationsUrl",
+        "NotifyFunctionName",
     }
 
 
@@ -522,7 +534,11 @@ def test_dynamodb_grants_are_exactly_the_calls_the_code_makes(expanded: dict[str
 
 def test_functions_log_to_groups_of_the_stack_that_lambda_never_creates(sam_template: dict[str, Any]) -> None:
     resources = sam_template["Resources"]
-    for function, group in (("StartInquiryFunction", "StartInquiryLogGroup"), ("InquireFunction", "InquireLogGroup")):
+    for function, group in (
+        ("StartInquiryFunction", "StartInquiryLogGroup"),
+        ("InquireFunction", "InquireLogGroup"),
+        ("NotifyFunction", "NotifyLogGroup"),
+    ):
         name = resources[group]["Properties"]["LogGroupName"]["Fn::Sub"]
 
         assert resources[function]["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": group}

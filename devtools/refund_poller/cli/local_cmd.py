@@ -110,6 +110,7 @@ def _state_of(stack: DevStack, fast: bool) -> LocalStackState:
         fast=fast,
         profiles={name: str(path.resolve()) for name, path in stack.sandbox.profiles.items()},
         secret_names=stack.secret_names(),
+        notify_base_url=stack.notify_base_url,
     )
 
 
@@ -119,6 +120,7 @@ def _announce(state: LocalStackState) -> None:
         f"local stack ready ({policy})",
         f"  AWS endpoint   {state.endpoint_url}   (region {state.region}, any credentials)",
         f"  sandbox        {state.sandbox_url}",
+        f"  notifications  {state.notify_base_url}/notify/<provider>/<merchant>",
         f"  inquiry queue  {state.outputs.get('InquiryQueueUrl')}",
         f"  DLQ            {state.outputs.get('InquiryDLQUrl')}",
         f"  results table  {state.outputs.get('ResultsTableName')}",

@@ -1,9 +1,9 @@
 """The state file of a running ``refund-poller local up``: how other commands in this directory find the stack.
 
 ``.refund-poller/local-stack.json`` in the directory where ``local up`` runs holds the emulated AWS endpoint, the
-stack's outputs, the sandbox URL and the merchant profiles; ``local up`` writes it once the stack is ready and
-removes it when it stops. Other commands look for it in the working directory and then in each parent, as git
-looks for ``.git``, so they work from any subfolder of the project.
+stack's outputs, the sandbox URL, the notification endpoint and the merchant profiles; ``local up`` writes it once
+the stack is ready and removes it when it stops. Other commands look for it in the working directory and then in
+each parent, as git looks for ``.git``, so they work from any subfolder of the project.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class LocalStackState:
     """Sandbox profile name → the profile file."""
     secret_names: dict[str, str] = field(default_factory=dict)
     """Sandbox profile name → the Secrets Manager secret the functions read it from."""
+    notify_base_url: str = ""
+    """Where the local stack takes provider notifications: ``<notify_base_url>/notify/<provider>/<merchant>``."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,12 +11,15 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from refund_poller.local.errors import DeploymentError, TemplateError
 from refund_poller.local.event_source import SqsEventSource
 from refund_poller.local.intrinsics import Scope, pseudo_parameters, resolve
 from refund_poller.local.template import Template, creation_order, resolve_parameters
+
+if TYPE_CHECKING:
+    from refund_poller.local.http_api import HttpApiDeployment, HttpRoute
 
 EXECUTION_ROLE_POLICY = json.dumps(
     {
@@ -91,6 +94,9 @@ class Deployment:
     layer_dirs: dict[str, Path] = field(default_factory=dict)
     event_sources: list[SqsEventSource] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # HTTP APIs by id and their routes (local/http_api.py serves them on loopback).
+    http_apis: dict[str, HttpApiDeployment] = field(default_factory=dict)
+    http_routes: list[HttpRoute] = field(default_factory=list)
 
     def physical_id(self, logical_id: str) -> Any:
         if logical_id not in self.resources:

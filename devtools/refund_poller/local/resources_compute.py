@@ -16,6 +16,7 @@ import yaml
 from refund_poller.local.deploy import Created, Creator, DeployContext, FunctionDeployment, SkippedResource
 from refund_poller.local.errors import DeploymentError
 from refund_poller.local.event_source import sqs_event_source
+from refund_poller.local.http_api import add_route, create_http_api
 from refund_poller.local.intrinsics import scalar_text
 
 SKIPPED_IN_ZIP = ("__pycache__", ".pytest_cache", ".mypy_cache", ".aws-sam")
@@ -94,6 +95,9 @@ def _create_lambda_function(context: DeployContext, function: FunctionDeployment
 
 def _add_event(context: DeployContext, function: FunctionDeployment, event_name: str, event: dict[str, Any]) -> None:
     where = f"{function.logical_id}.Events.{event_name}"
+    if event.get("Type") == "HttpApi":
+        add_route(context, function.name, where, event.get("Properties") or {})
+        return
     if event.get("Type") != "SQS":
         reason = "event type not emulated locally (invoke the function directly)"
         context.deployment.skipped.append(SkippedResource(where, f"event {event.get('Type')}", reason))
@@ -177,4 +181,5 @@ CREATORS: dict[str, Creator] = {
     "AWS::Serverless::LayerVersion": create_layer,
     "AWS::Serverless::Function": create_function,
     "AWS::Serverless::StateMachine": create_state_machine,
+    "AWS::Serverless::HttpApi": create_http_api,
 }

@@ -16,6 +16,7 @@ from botocore.config import Config
 from refund_poller.local.deploy import Deployment, deploy
 from refund_poller.local.errors import LocalCloudError
 from refund_poller.local.event_source import SqsPoller
+from refund_poller.local.http_api import LocalHttpApi
 from refund_poller.local.moto_lambda import LambdaBridge, install, uninstall
 from refund_poller.local.resources_compute import CREATORS as COMPUTE_CREATORS
 from refund_poller.local.resources_data import CREATORS as DATA_CREATORS
@@ -63,6 +64,7 @@ class LocalCloud:
         stack_name: str = "local",
         concurrency: int = DEFAULT_CONCURRENCY,
         port: int = 0,
+        http_api_port: int = 0,
         stepfunctions_rules: StepFunctionsRules | None = None,
         strict: StrictSettings | None = None,
     ) -> None:
@@ -72,6 +74,8 @@ class LocalCloud:
         self.stack_name = stack_name
         self.concurrency = concurrency
         self._port = port
+        self._http_api_port = http_api_port
+        self._http_api: LocalHttpApi | None = None
         # What AWS Step Functions enforces and moto does not (stepfunctions_rules.py); strict unless told.
         self.stepfunctions_rules = stepfunctions_rules or StepFunctionsRules()
         self._stepfunctions: StrictStepFunctions | None = None
@@ -99,6 +103,11 @@ class LocalCloud:
         return self._running_server().endpoint_url
 
     @property
+    def http_api_url(self) -> str:
+        """``http://127.0.0.1:<port>``: where the template's HTTP API routes answer ("" when it declares none)."""
+        return self._http_api.base_url if self._http_api is not None else ""
+
+    @property
     def deployment(self) -> Deployment:
         if self._deployment is None:
             raise LocalCloudError("the local stack is not started")
@@ -120,6 +129,7 @@ class LocalCloud:
             )
             self._start_functions(self._deployment)
             self._start_pollers(self._deployment)
+            self._start_http_api(self._deployment)
             self._write_state_file(self._deployment)
         except BaseException:
             self.stop()
@@ -128,6 +138,9 @@ class LocalCloud:
 
     def stop(self) -> None:
         """Stop pollers, running executions, workers and the server; safe to call more than once."""
+        if self._http_api is not None:
+            self._http_api.stop()
+            self._http_api = None
         for poller in self._pollers:
             poller.request_stop()
         for poller in self._pollers:
@@ -252,6 +265,19 @@ class LocalCloud:
             poller.start()
             self._pollers.append(poller)
 
+    def _start_http_api(self, deployment: Deployment) -> None:
+        """Serve the template's HttpApi routes on loopback, as ``sam local start-api`` would (one port for all)."""
+        if not deployment.http_routes:
+            return
+        self._http_api = LocalHttpApi(
+            deployment.http_apis,
+            deployment.http_routes,
+            lambda config: self.client("lambda", config),
+            port=self._http_api_port,
+            account_id=ACCOUNT_ID,
+        )
+        self._http_api.start()
+
     def _stop_executions(self) -> None:
         # The interpreter's threads would otherwise go on calling a server that is gone.
         stepfunctions = self.client("stepfunctions")
@@ -267,5 +293,5 @@ class LocalCloud:
 
     def _write_state_file(self, deployment: Deployment) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        state = {"endpointUrl": self.endpoint_url, **deployment.to_json()}
+        state = {"endpointUrl": self.endpoint_url, "httpApiUrl": self.http_api_url, **deployment.to_json()}
         (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")

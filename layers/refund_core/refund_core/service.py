@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from refund_core.domain.claim import (
@@ -22,8 +22,10 @@ from refund_core.domain.claim import (
 from refund_core.domain.inquiry import InquiryMessage, RefundRef, execution_name
 from refund_core.domain.outcome import Observation, Status
 from refund_core.domain.polling import Decision, Policy, decide
-from refund_core.providers import Provider, RefundQuery
+from refund_core.providers import Provider, ReceivedNotification, RefundQuery
 from refund_core.store import (
+    FINAL_BY_NOTIFICATION,
+    NOTIFICATION_SOURCE,
     OUTBOX_GRACE_SECONDS,
     SUPERSEDED_REASON,
     ClaimContendedError,
@@ -73,6 +75,7 @@ class PollResult:
     outcome: dict[str, Any] | None  # the closed item when this poll ended the window
     final_conflict: dict[str, Any] | None = None  # both answers when the provider contradicted a stored final status
     superseded: bool = False  # a newer window owns the refund: nothing was written and this loop ends
+    provider_called: bool = True  # False: the window was already closed (a notification), the loop just ends
 
     @property
     def final_status_conflicts(self) -> int:
@@ -87,6 +90,19 @@ class StartResult:
     poll: PollResult | None = None
     execution_arn: str | None = None
     republished: int = 0  # pending result events of earlier windows this message published
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyResult:
+    """A verified notification, recorded: ``outcome`` as :meth:`DynamoDbRefundStore.record_notification` says, or
+    ``ignored`` (not final: nothing written); ``acknowledgement`` is the provider's reply body."""
+
+    outcome: str
+    observation: Observation
+    acknowledgement: bytes
+    key: str | None = None
+    final_conflict: dict[str, Any] | None = None
+    event_pending: bool = False  # the result event stays in the outbox (publish failed): the sweep publishes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +185,104 @@ class InquiryService:
         return StartResult("polling", claim.reason, poll, arn, republished)
 
     def poll(self, state: Mapping[str, Any], *, budget_seconds: float | None = None) -> PollResult:
-        """One poll of a running loop (the Inquire function's whole job)."""
+        """One poll of a running loop (the Inquire function's whole job).
+
+        The item is read first: a window already closed (by a notification, or by this poll's own earlier
+        attempt) or taken by a newer one ends the loop here, without calling the provider.
+        """
+        ended = self.ended_without_polling(state)
+        if ended is not None:
+            return ended
         inquiry = state["inquiry"]
         adapter = self.adapters.adapter(inquiry["provider"], inquiry["merchant"])
         return self.poll_once(adapter, state, budget_seconds=budget_seconds)
+
+    def ended_without_polling(self, state: Mapping[str, Any]) -> PollResult | None:
+        """The loop's last step when its window no longer polls (docs/internals.md, "Notifications"), else None."""
+        key, window = state["inquiry"]["key"], Window.from_state(state)
+        item = self.store.get(key)
+        if item is None or window.holds(item):
+            # No item: a hand-made event (`sam local invoke` of a sample) still asks the provider; its write says
+            # the window is unknown and the loop ends, as before notifications existed.
+            return None
+        stored = Status(item.get("status", Status.UNKNOWN.value))
+        observation = Observation(provider=state["inquiry"]["provider"], status=stored, reason="provider not called")
+        new_state = {**state, "observation": {"status": stored.value, "reason": "provider not called"}}
+        if not window.owns(item):
+            decision = Decision("done", stored)
+            new_state["decision"] = {**decision.to_state(), "reason": SUPERSEDED_REASON}
+            return PollResult(new_state, observation, decision, None, superseded=True, provider_called=False)
+        by_notification = item.get("source") == NOTIFICATION_SOURCE and item.get("reason") == FINAL_BY_NOTIFICATION
+        decision = Decision("fail" if stored is Status.ERROR else "done", stored)
+        reason = FINAL_BY_NOTIFICATION if by_notification else "window already closed"
+        new_state["decision"] = {**decision.to_state(), "reason": reason}
+        # The notification's handler publishes what it closed (the sweep, if it could not): a second publisher here
+        # would announce the window twice. A window this loop closed itself (a retried attempt) publishes now.
+        if not by_notification or may_publish(item, message_id=None, now=self.clock()):
+            self.publish_pending(key, item)
+        return PollResult(new_state, observation, decision, public_view(item), provider_called=False)
+
+    def notify(
+        self,
+        provider: str,
+        merchant: str,
+        notification: ReceivedNotification,
+        *,
+        confirm: bool = False,
+        budget_seconds: float | None = None,
+    ) -> NotifyResult:
+        """Verify and record one pushed notification (the Notify function's whole job).
+
+        ``confirm`` (the stack's ConfirmNotifications): one inquiry is made at once and its answer is what is
+        stored; a notification it contradicts is recorded as a final-status conflict, one it does not confirm
+        (no trusted final answer) closes nothing. ``budget_seconds`` bounds that inquiry.
+
+        Raises RejectedMessageError when there is no such merchant profile, NotificationRejectedError when the
+        notification proves nothing (nothing is written then), and any AWS error when the write failed (the provider
+        must not be acknowledged: it retries).
+        """
+        adapter = self.adapters.adapter(provider, merchant)
+        now = self.clock()
+        observation = adapter.read_notification(notification, now=now)
+        ack = adapter.acknowledgement()
+        if not observation.final:  # a provider's "still processing" closes nothing; acknowledged so it stops
+            return NotifyResult("ignored", observation, ack)
+        if confirm:
+            query = RefundQuery(refund_id=observation.refund_id, refund_request_id=observation.refund_request_id)
+            answer = adapter.inquire(query, timeout_seconds=budget_seconds)
+            if not answer.final:  # the poll remains the safety net; the provider need not send it again
+                return NotifyResult("unconfirmed", answer, ack)
+            if answer.status is not observation.status:  # the answer is stored, the notification is the conflict
+                first = self._record_notified(provider, merchant, answer, now)
+                second = self._record_notified(provider, merchant, observation, now)
+                return replace(second, observation=answer, outcome=first.outcome, acknowledgement=ack)
+            observation = answer
+        return replace(self._record_notified(provider, merchant, observation, now), acknowledgement=ack)
+
+    def _record_notified(self, provider: str, merchant: str, observation: Observation, now: float) -> NotifyResult:
+        """Store a verified final notification (or its confirming answer) and publish the event it closed."""
+        message = InquiryMessage(
+            provider=provider,
+            merchant=merchant,
+            refund_id=observation.refund_id,
+            refund_request_id=observation.refund_request_id,
+        )
+        resolution = self.store.resolve(message, now=now)
+        forms = {ref.form for ref in message.refs} - set(resolution.unlinked)
+        for _ in range(3):
+            written = self.store.record_notification(resolution.key, observation, now=now, forms=forms)
+            if written.outcome != "blocked":
+                break
+            self.publish_pending(resolution.key, written.item)  # an earlier window's event goes out first
+        else:
+            raise ClaimContendedError(f"could not record the notification for {resolution.key}: events kept appearing")
+        pending = False
+        if written.outcome in ("closed", "written", "conflict"):
+            try:
+                self.publish_pending(resolution.key, written.item)
+            except ResultEventPendingError:
+                pending = True  # durably stored with its event in the outbox: acknowledge, the sweep publishes it
+        return NotifyResult(written.outcome, observation, b"", resolution.key, written.conflict, pending)
 
     def poll_once(
         self, adapter: Provider, state: Mapping[str, Any], *, budget_seconds: float | None = None

@@ -56,6 +56,9 @@ PENDING_SHARD = "pendingShard"
 PENDING_SINCE = "pendingSince"
 PENDING_SHARD_VALUE = "pending"
 SUPERSEDED_REASON = "superseded by a newer window"
+# Notifications (docs/internals.md, "Notifications"): the item's and the event's ``source``, and the close reason.
+NOTIFICATION_SOURCE = "notification"
+FINAL_BY_NOTIFICATION = "final by notification"
 _INTERNAL = frozenset({"pk", "refundIdKey", "claimMessageId", "aliasedIds", PENDING_SHARD, PENDING_SINCE})
 _OUTBOX_FLAGS = frozenset({EVENT_PENDING, CONFLICT_EVENT_PENDING, EVENT_ID, CONFLICT_EVENT_ID})
 # Statuses an observation may write; UNKNOWN (a failed poll) leaves the stored status as it was.
@@ -68,7 +71,7 @@ _ALIAS_REFRESH_SECONDS = 86400
 OUTBOX_GRACE_SECONDS = 60
 _serializer, _deserializer = TypeSerializer(), TypeDeserializer()
 
-WriteOutcome = Literal["written", "superseded", "closed"]
+WriteOutcome = Literal["written", "superseded", "closed", "duplicate", "conflict", "blocked"]
 
 
 class ClaimContendedError(RuntimeError):
@@ -375,6 +378,87 @@ class DynamoDbRefundStore:
                 return Written("closed" if owned else "superseded", item)
             keep_status, stored_final = True, item  # still our window: the item is final, keep its status
         raise ClaimContendedError(f"could not write {key}: concurrent writers")
+
+    # -- notifications ----------------------------------------------------------------------------------------
+
+    def record_notification(
+        self, key: str, observation: Observation, *, now: float, forms: Iterable[str] = ()
+    ) -> Written:
+        """Store a verified final notification with the rules a poll's answer follows (docs/internals.md,
+        "Notifications"); ``forms`` are the id forms the notification bound to this item.
+
+        Outcomes: ``closed`` (it closed the open polling window: the loop ends at its next step), ``written`` (no
+        window was open: the item, created if need be, is final and its event pending), ``duplicate`` (the item
+        already says so, or already records this contradiction: nothing written), ``conflict`` (the opposite
+        final status is stored: it stays, the conflict is recorded), ``blocked`` (a finished window's event is
+        still pending: publish it, then call again). Raises ClaimContendedError when writers keep racing it.
+        """
+        for _ in range(3):
+            item = self.get(key)
+            if item and item.get("final"):
+                if item.get("status") == observation.status.value or (
+                    (item.get("finalConflict") or {}).get("observed", {}).get("status") == observation.status.value
+                ):
+                    return Written("duplicate", item)
+                update, condition = self._notified_conflict(item, observation, now)
+                ok, after = self._apply(key, update, condition)
+                if ok:
+                    return Written("conflict", after, after["finalConflict"])
+                continue
+            polling = item is not None and item.get("pollingState") == POLLING
+            if item is not None and not polling and has_pending_event(item):
+                return Written("blocked", item)
+            update = self._notified_final(key, item, observation, now, forms)
+            if polling:
+                assert item is not None
+                condition = update.in_window(Window(int(item.get("generation", 0)), item.get("windowId")))
+            elif item is None:
+                condition = f"attribute_not_exists({update.name('pk')})"
+            else:
+                condition = (
+                    f"{update.name('pollingState')} <> {update.value(POLLING)} AND {update.flag_off(EVENT_PENDING)}"
+                )
+            ok, after = self._apply(key, update, f"({condition}) AND {update.not_final()}")
+            if ok:
+                return Written("closed" if polling else "written", after)
+        raise ClaimContendedError(f"could not record the notification for {key}: concurrent writers")
+
+    def _notified_final(
+        self, key: str, item: Mapping[str, Any] | None, observation: Observation, now: float, forms: Iterable[str]
+    ) -> _Update:
+        """The write that makes the item final by notification, closing any window with one pending event."""
+        provider, merchant, _ = key.split("#", 2)
+        update = _Update()
+        for attribute, value in _observation_fields(observation, full=True).items():
+            update.set(attribute, value)
+        update.set("status", observation.status.value).set("final", True).set("source", NOTIFICATION_SOURCE)
+        update.set("finalAt", _iso(now), if_absent=True).set("finalVerified", True, if_absent=True)
+        update.set("notifiedAt", _iso(now)).set("lastNotification", _observation_summary(observation))
+        update.set("provider", provider).set("merchant", merchant).set("expiresAt", int(now) + self._ttl_seconds)
+        update.set("pollingState", IDLE).set("resolvedAt", _iso(now)).set("reason", FINAL_BY_NOTIFICATION)
+        update.set(EVENT_PENDING, True).set(EVENT_ID, uuid.uuid4().hex)
+        update.set(PENDING_SHARD, PENDING_SHARD_VALUE).set(PENDING_SINCE, int(now), if_absent=True)
+        if item is None:
+            update.set("polls", 0)
+        if observation.refund_id:
+            update.set("refundIdKey", RefundRef(provider, merchant, REFUND_ID, observation.refund_id).item_key)
+        update.add_to_set("aliasedIds", forms)
+        return update
+
+    def _notified_conflict(self, item: Mapping[str, Any], observation: Observation, now: float) -> tuple[_Update, str]:
+        """A notification contradicting the stored final status: kept, the conflict and its event recorded."""
+        conflict = _conflict(item, observation, now)
+        conflict["observed"]["source"] = NOTIFICATION_SOURCE
+        update = _Update().set("finalConflict", conflict).add("finalConflictCount", 1)
+        update.set("lastNotification", _observation_summary(observation)).set("notifiedAt", _iso(now))
+        update.set(CONFLICT_EVENT_PENDING, True).set(CONFLICT_EVENT_ID, uuid.uuid4().hex)
+        update.set(PENDING_SHARD, PENDING_SHARD_VALUE).set(PENDING_SINCE, int(now), if_absent=True)
+        status = update.name("status")
+        condition = (
+            f"{status} = {update.value(item.get('status'))} AND {update.name('final')} = {update.value(True)}"
+            f" AND attribute_not_exists({update.name('finalConflict')})"
+        )
+        return update, condition
 
     def _counters(self, observation: Observation, now: float) -> _Update:
         return (

@@ -53,6 +53,8 @@ def poll_metrics(poll: PollResult) -> list[MetricValue]:
     """Polls, outcome by provider and status, provider latency, untrusted answers by reason, auth errors,
     final-status conflicts."""
     observation = poll.observation
+    if not poll.provider_called:  # the loop ended on the stored item (closed by a notification): no poll to count
+        return []
     values = [
         MetricValue("Polls", MetricUnit.Count, 1),
         MetricValue(

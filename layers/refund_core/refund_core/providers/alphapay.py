@@ -13,7 +13,14 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from refund_core.domain.outcome import Status
-from refund_core.providers.base import Provider, QueryError, RefundFields, RefundQuery, SignedRequest
+from refund_core.providers.base import (
+    Provider,
+    QueryError,
+    ReceivedNotification,
+    RefundFields,
+    RefundQuery,
+    SignedRequest,
+)
 
 NONCE_LENGTH = 32
 
@@ -55,6 +62,18 @@ class AlphaPay(Provider):
         if response_time is None or nonce is None:
             return None
         return nonce_content(request.path, request.headers["Merchant-Code"], response_time, nonce, body)
+
+    # The success notification to the refund's notifyUrl, signed as AlphaPay signs answers (assumption, seed 002 is
+    # silent on its headers): ``POST <path as called>\n<Merchant-Code>.<Request-Time>.<Nonce>.<body>``.
+    def notification_content(self, notification: ReceivedNotification) -> bytes | None:
+        fields = [notification.header(name) for name in ("Merchant-Code", "Request-Time", "Nonce")]
+        if any(value is None for value in fields):
+            return None
+        code, request_time, nonce = (str(value) for value in fields)
+        return nonce_content(notification.path, code, request_time, nonce, notification.body)
+
+    def notification_caller(self, notification: ReceivedNotification) -> str | None:
+        return notification.header("Merchant-Code")
 
     def raw_amount(self, payload: Mapping[str, Any]) -> Any:
         return _refund(payload).get("refundAmount")

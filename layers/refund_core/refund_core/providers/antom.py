@@ -10,7 +10,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from refund_core.domain.outcome import Status
-from refund_core.providers.base import Provider, RefundQuery, SignedRequest
+from refund_core.providers import strict
+from refund_core.providers.base import Provider, ReceivedNotification, RefundQuery, SignedRequest
+
+# notifyRefund's notifyType (docs.antom.com/ac/ams/notify_refund): the only kind this endpoint takes.
+REFUND_RESULT = "REFUND_RESULT"
 
 
 class Antom(Provider):
@@ -51,6 +55,20 @@ class Antom(Provider):
         # One provider key signs every merchant's answers: the signed Client-Id is what binds one to us.
         answered = headers.get("Client-Id")
         return answered is None or answered == request.headers["Client-Id"]
+
+    # notifyRefund: signed like a request, by the provider: ``POST <path as called>\n<Client-Id>.<Request-Time>.<body>``
+    def notification_content(self, notification: ReceivedNotification) -> bytes | None:
+        client_id, request_time = notification.header("Client-Id"), notification.header("Request-Time")
+        if client_id is None or request_time is None:
+            return None
+        return self.content(notification.path, client_id, request_time, notification.body)
+
+    def notification_caller(self, notification: ReceivedNotification) -> str | None:
+        return notification.header("Client-Id")
+
+    def check_notification_kind(self, payload: Mapping[str, Any]) -> None:
+        if payload.get("notifyType") != REFUND_RESULT:
+            raise strict.MalformedError(f"notifyType: must be {REFUND_RESULT}")
 
     def content(self, path: str, client_id: str, time_value: str, body: bytes) -> bytes:
         """The bytes signed in either direction; a wallet with another layout overrides this."""

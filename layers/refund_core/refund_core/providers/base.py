@@ -32,6 +32,42 @@ MAX_ID_LENGTH = 64
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# Notifications (docs/notifications.md). Antom's notifyRefund is about 1 KiB: the answers' cap fits it many times.
+MAX_NOTIFICATION_BYTES = DEFAULT_MAX_BODY_BYTES
+# A notification's signed Request-Time may be this old: Antom retries for about 24 h (0 s, 2 min, 10 min, 10 min,
+# 1 h, 2 h, 6 h, 15 h after the first push) and does not document whether a retry carries a new Request-Time, so
+# the whole schedule plus an hour is accepted; older is a replay (docs/internals.md, "Notifications").
+NOTIFICATION_MAX_AGE_SECONDS = 25 * 3600
+# The reply every provider's notification gets once it is recorded: Antom's fixed acknowledgement (notifyRefund,
+# "Result processing logic"); wallets and AlphaPay get the same (documented assumption, docs/notifications.md).
+ACKNOWLEDGEMENT: dict[str, Any] = {"result": {"resultCode": "SUCCESS", "resultStatus": "S", "resultMessage": "success"}}
+
+
+class NotificationRejectedError(ValueError):
+    """A pushed notification that proves nothing: ``reason`` is a short tag (metrics count by it), ``http_status``
+    the answer it gets (401 unsigned or forged, 400 malformed, 413 too large), the message says why in words."""
+
+    def __init__(self, reason: str, http_status: int, why: str) -> None:
+        super().__init__(why)
+        self.reason = reason
+        self.http_status = http_status
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedNotification:
+    """A notification as the endpoint received it: the path the provider called, headers, the raw body."""
+
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    signatures: tuple[str, ...] = ()  # every Signature header as received (more than one is refused)
+
+    def header(self, name: str) -> str | None:
+        """A header by name, whatever its case (API Gateway lower-cases them)."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
+
+
 class QueryError(ValueError):
     """The refund ids given for an inquiry break the providers' rules."""
 
@@ -168,6 +204,88 @@ class Provider(ABC):
             fail_reason=_string(payload.get("refundFailReason")),
             dropped=tuple(dropped),
         )
+
+    def notification_content(self, notification: ReceivedNotification) -> bytes | None:
+        """The bytes the provider signed for a notification, or None when a header it needs is missing."""
+        return None  # a provider without a notification dialect: every notification is refused
+
+    def notification_caller(self, notification: ReceivedNotification) -> str | None:
+        """The caller id (client id, merchant code) a notification names in its signed headers."""
+        return None
+
+    def check_notification_kind(self, payload: Mapping[str, Any]) -> None:
+        """Raise MalformedError when the body is another kind of notification than a refund result."""
+        return None  # AlphaPay's push names no kind: it is only ever the refund's own notifyUrl
+
+    def acknowledgement(self) -> bytes:
+        """The body that tells the provider its notification was received (stop retrying)."""
+        return json.dumps(ACKNOWLEDGEMENT, separators=(",", ":")).encode()
+
+    # ---- notifications -----------------------------------------------------------------
+    def read_notification(self, notification: ReceivedNotification, *, now: float | None = None) -> Observation:
+        """Verify a pushed notification, then read it strictly, as an answer would be (docs/trust.md).
+
+        Order: size, signature over the raw body (nothing else is looked at before it verifies), the caller it
+        names, its signed Request-Time, then the body. Raises :class:`NotificationRejectedError`.
+        """
+        body = notification.body
+        if len(body) > MAX_NOTIFICATION_BYTES:
+            raise NotificationRejectedError(
+                "oversize", 413, f"body is {len(body)} bytes (at most {MAX_NOTIFICATION_BYTES})"
+            )
+        signatures = notification.signatures
+        if not any(value.strip() for value in signatures):
+            raise NotificationRejectedError("unsigned", 401, "no Signature header")
+        try:
+            pairs = strict.signature_header(signatures, self.algorithm)
+        except strict.MalformedError as exc:
+            raise NotificationRejectedError("bad-signature", 401, str(exc)) from None
+        content = self.notification_content(notification)
+        if content is None:
+            raise NotificationRejectedError("bad-signature", 401, "a header the signature covers is missing")
+        if not signing.verify(self._public_key, content, pairs["signature"]):
+            raise NotificationRejectedError("bad-signature", 401, "the signature does not verify with the provider key")
+        # One provider key signs for every merchant: the signed caller id is what makes it ours.
+        if self.notification_caller(notification) != self.profile.caller_id:
+            raise NotificationRejectedError("another-merchant", 401, "signed for another merchant's caller id")
+        try:
+            sent_at = strict.header_time(
+                notification.header("Request-Time"),
+                "Request-Time",
+                epoch_millis_allowed=self.epoch_millis_response_time,
+            )
+        except strict.MalformedError as exc:
+            raise NotificationRejectedError("malformed", 400, str(exc)) from None
+        age = (time.time() if now is None else now) - sent_at.timestamp()
+        if age > NOTIFICATION_MAX_AGE_SECONDS or -age > self.max_clock_skew_seconds:
+            raise NotificationRejectedError(
+                "stale",
+                401,
+                f"Request-Time is {age:.0f} s old (accepted: -{self.max_clock_skew_seconds:g} s to "
+                f"{NOTIFICATION_MAX_AGE_SECONDS} s)",
+            )
+        try:
+            payload = strict.json_object(body)
+            self.check_notification_kind(payload)
+            query = RefundQuery(
+                refund_id=_id_field(payload, "refundId"), refund_request_id=_id_field(payload, "refundRequestId")
+            )
+        except (strict.MalformedError, QueryError) as exc:
+            raise NotificationRejectedError("malformed", 400, str(exc)) from None
+        raw_result = payload.get("result")
+        result = raw_result if isinstance(raw_result, Mapping) else {}
+        seed = replace(
+            self._seed(query, 0.0),
+            latency_ms=None,
+            verified=True,
+            result=ProviderResult(
+                code=_string(result.get("resultCode")),
+                status=_string(result.get("resultStatus")),
+                message=_string(result.get("resultMessage")),
+            ),
+        )
+        observation = self._answer_s(payload, seed)
+        return replace(observation, reason="; ".join(filter(None, ("notification", observation.reason))))
 
     # ---- flow --------------------------------------------------------------------------
     def inquire(self, query: RefundQuery, *, timeout_seconds: float | None = None) -> Observation:
@@ -365,6 +483,16 @@ class Provider(ABC):
             refund_request_id=query.refund_request_id,
             latency_ms=latency_ms,
         )
+
+
+def _id_field(payload: Mapping[str, Any], name: str) -> str | None:
+    """A refund id of a notification: text when present (the query's rules then check its length and characters)."""
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise strict.MalformedError(f"{name}: must be a non-empty string")
+    return value
 
 
 def _string(value: Any) -> str | None:

@@ -90,15 +90,20 @@ def iso_time(raw: Any, field: str) -> datetime:
 
 def response_time(raw: str | None, *, epoch_millis_allowed: bool) -> datetime:
     """The ``Response-Time`` header: ISO-8601 with offset, or (Antom and wallets) epoch milliseconds."""
+    return header_time(raw, "Response-Time", epoch_millis_allowed=epoch_millis_allowed)
+
+
+def header_time(raw: str | None, header: str, *, epoch_millis_allowed: bool) -> datetime:
+    """A signed time header (``Response-Time``, a notification's ``Request-Time``), in the provider's forms."""
     if raw is None:
-        raise MalformedError("Response-Time: missing")
+        raise MalformedError(f"{header}: missing")
     if epoch_millis_allowed and _EPOCH_MILLIS.fullmatch(raw):
         return datetime.fromtimestamp(int(raw) / 1000, UTC)
     forms = "epoch milliseconds or ISO-8601 with a UTC offset" if epoch_millis_allowed else "ISO-8601 with a UTC offset"
     try:
-        return iso_time(raw, "Response-Time")
+        return iso_time(raw, header)
     except MalformedError:
-        raise MalformedError(f"Response-Time: must be {forms}") from None
+        raise MalformedError(f"{header}: must be {forms}") from None
 
 
 def signature_header(values: Sequence[str], algorithm: str) -> dict[str, str]:
