@@ -20,6 +20,7 @@ from tests.integration.test_cli_inquire import run_cli
 # One inquiry in the fast window (a 1 s window closes at the first answer), then the tail: the default rhythm
 # (2 min ... 24 h) up to 7 days, run about 100,000 times faster than real time.
 TAIL_POLICY = FAST_POLICY | {f"{provider}WindowSeconds": "1" for provider in ("Antom", "AlipayPlus", "AlphaPay")}
+TAIL_POLICY |= {"TailStillProcessingEvent": "true"}
 FAST = 100_000.0
 
 
@@ -79,7 +80,11 @@ def test_a_refund_final_at_tail_attempt_three(stack: DevStack) -> None:
     assert "nextPollAt" not in item and not item.get("gaveUp")
     assert item["polls"] == 4 and provider_polls(stack, rid) == 4  # the fast window's one, then three attempts
     events = events_for(stack, rid)
-    assert [e["detail"]["status"] for e in events] == ["SUCCESS"]
+    assert [(e["detail-type"], e["detail"]["status"]) for e in events] == [
+        ("Refund Still Processing", "PROCESSING"),  # the window handed over to the tail (TailStillProcessingEvent)
+        ("Refund Inquiry Finished", "SUCCESS"),
+    ]
+    assert events[0]["detail"]["nextPollAt"] and events[0]["detail"]["tailAttempt"] == 1
     assert not [s for s in schedules(stack) if s["Name"].split("-")[2] == item["windowId"]]
 
 
@@ -96,7 +101,7 @@ def test_a_refund_that_stays_processing_gives_up_at_its_maximum_age(stack: DevSt
     assert [entry["attempt"] for entry in item["tailHistory"]] == [1, 2, 3, 4]  # the fourth at the maximum age
     assert "gave up" in item["reason"] and "nextPollAt" not in item
     assert provider_polls(stack, rid) == 5
-    events = events_for(stack, rid)
+    events = [e for e in events_for(stack, rid) if e["detail-type"] == "Refund Inquiry Finished"]
     assert len(events) == 1 and events[0]["detail"]["status"] == "UNRESOLVED" and events[0]["detail"]["gaveUp"]
     metric_lines = [
         line for line in stack.cloud.function_logs("StartInquiryFunction").splitlines() if "TailGaveUp" in line
@@ -210,5 +215,5 @@ def test_a_deleted_merchant_profile_ends_the_tail_with_an_error(stack: DevStack)
     item = wait_item(stack, key, idle)
     assert item["status"] == "ERROR" and "no merchant profile secret" in item["reason"]
     assert "nextPollAt" not in item and provider_polls(stack, rid) == 1
-    events = events_for(stack, rid)
+    events = [e for e in events_for(stack, rid) if e["detail-type"] == "Refund Inquiry Finished"]
     assert [e["detail"]["status"] for e in events] == ["ERROR"]

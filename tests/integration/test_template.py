@@ -586,6 +586,7 @@ def test_tail_policy_renders_to_the_json_the_functions_parse(sam_template: dict[
         text = text.replace("${" + name + "}", str(parameter.get("Default")))
 
     assert policies_from_json(text) == {provider: TailPolicy() for provider in ("antom", "alipayplus", "alphapay")}
+    assert sam_template["Parameters"]["TailStillProcessingEvent"]["Default"] == "false"
     for provider in ("Antom", "AlipayPlus", "AlphaPay"):
         pattern = sam_template["Parameters"][f"{provider}TailScheduleSeconds"]["AllowedPattern"]
         assert re.fullmatch(pattern, "120,600,86400") and not re.fullmatch(pattern, "120, 600")

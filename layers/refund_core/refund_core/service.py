@@ -74,6 +74,8 @@ class TailScheduler(Protocol):
 # Detail types of the events the product publishes (docs/internals.md, "Result events").
 FINISHED_DETAIL_TYPE = "Refund Inquiry Finished"
 CONFLICT_DETAIL_TYPE = "Refund Final Status Conflict"
+# Optional (stack parameter TailStillProcessingEvent): the fast window handed the refund over to the long tail.
+STILL_PROCESSING_DETAIL_TYPE = "Refund Still Processing"
 
 
 class ResultEventPendingError(RuntimeError):
@@ -132,7 +134,9 @@ class InquiryService:
         max_window_seconds: int | None = None,
         tail_policies: Mapping[str, TailPolicy] | None = None,
         tail_scheduler: TailScheduler | None = None,
+        still_processing_event: bool = False,
     ) -> None:
+        self.still_processing_event = still_processing_event
         self.max_window_seconds = max_window_seconds
         # No scheduler (or no policy for a provider): no tail, a window closes UNRESOLVED as before.
         self.tail_policies = dict(tail_policies or {}) if tail_scheduler is not None else {}
@@ -271,6 +275,8 @@ class InquiryService:
         if tail_next is not None and written.outcome == "written":
             when = iso_time(tail_next.at)
             new_state["decision"]["reason"] = f"long tail: attempt {tail_next.attempt} planned at {when}"
+            if tail_next.attempt == 1 and self.still_processing_event:
+                self._announce_still_processing(written.item)
             return PollResult(new_state, observation, decision, None, tail_next=tail_next)
         gave_up = gave_up and written.outcome == "written" and outcome is not None and not outcome.get("final")
         return PollResult(new_state, observation, decision, outcome, final_conflict=written.conflict, gave_up=gave_up)
@@ -382,6 +388,13 @@ class InquiryService:
         if written.outcome != "written":
             self._cancel_tail(name)
         return written
+
+    def _announce_still_processing(self, item: Mapping[str, Any]) -> None:
+        """Best effort, once per window (its id is the window's): the window stays open, so no outbox flag holds
+        it, and a failed publish is not retried (docs/long-tail.md, "Events")."""
+        with contextlib.suppress(Exception):
+            detail = event_detail(item, f"{item.get('windowId')}-still-processing")
+            self.events.publish(detail, detail_type=STILL_PROCESSING_DETAIL_TYPE)
 
     def _cancel_tail(self, name: str) -> None:
         if self.tail_scheduler is None:

@@ -433,7 +433,8 @@ class DynamoDbRefundStore:
                     item = self._learn_aliases(key, item, observation, now)
                 return Written("written", item, conflict)
             if not window.holds(item):
-                owned = window.owns(item) and item.get("pollingState") == IDLE
+                # A window waiting for its next tail attempt was closed for this loop too (a retried invocation).
+                owned = window.owns(item) and item.get("pollingState") in (IDLE, TAIL_STATE)
                 return Written("closed" if owned else "superseded", item)
             if tail is not None and closing is None and item.get("final"):
                 # Final by another channel (a notification) while this window polled: no tail, close keeping it.

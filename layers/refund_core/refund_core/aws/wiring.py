@@ -95,6 +95,7 @@ def service_from_environment() -> InquiryService:
         max_window_seconds=EXPRESS_MAX_WINDOW_SECONDS if env.get("WORKFLOW_TYPE") == "EXPRESS" else None,
         tail_policies=tail.policies_from_json(env.get("TAIL_POLICY")),
         tail_scheduler=tail_scheduler(env),
+        still_processing_event=env.get("TAIL_STILL_PROCESSING_EVENT") == "true",
     )
 
 
