@@ -313,7 +313,7 @@ class InquiryService:
         planned = epoch_time(item.get("nextPollAt")) or now
         policy = self.policies[message.provider]
         state: dict[str, Any] = {
-            "inquiry": {k: v for k, v in message.as_state(key).items()},
+            "inquiry": message.as_state(key),
             "policy": policy.to_state(),
             "deadline": round(now, 3),  # one inquiry: the decision closes at once unless the refund is final
             "generation": window.generation,
