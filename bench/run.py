@@ -28,7 +28,13 @@ PRICES = {
     "eventbridgePerEvent": 1.00 / 1_000_000,
     "sqsPerRequest": 0.40 / 1_000_000,
     "logsPerGbIngested": 0.50,
+    "schedulerPerInvocation": 1.00 / 1_000_000,
 }
+# The default long-tail schedule (template.yaml, refund_core/domain/tail.py): a refund final after 24 h is asked
+# at +2, +12, +42, +102, +222, +582, +1302 minutes (all within 24 h) and final at the next, +2742 minutes.
+TAIL_ATTEMPTS_FINAL_AFTER_24H = 8
+# Per attempt: the schedule's SendMessage, the event source's ReceiveMessage and DeleteMessageBatch.
+SQS_REQUESTS_PER_TAIL_ATTEMPT = 3
 LAMBDA_GB = 256 / 1024
 EXPRESS_GB = 64 / 1024
 DEFAULT_INTERVAL_S = 5
@@ -97,6 +103,36 @@ def refund_cost(flows: dict[str, Any], polls: int, transitions: int) -> dict[str
         "standardBreakdown": standard,
         "expressBreakdown": express,
         "logsUsdNotInHeadline": logs,
+    }
+
+
+def tail_attempt_cost(tail: dict[str, Any]) -> dict[str, Any]:
+    """What one long-tail attempt costs, all charges included (docs/internals.md, "Long tail")."""
+    starter = tail["lambda"]["StartInquiryFunction"]
+    requests = tail["requests"]["attempt"]
+    # A batch's duration and request are shared by the messages of its batch; per message, as measured.
+    per_message = starter["invocations"] / max(1, tail["refunds"] + tail["tailAttempts"])
+    attempt_ms = starter["durationMsMedian"] * per_message
+    wru_per_write = max(1, math.ceil(tail["requests"]["itemBytes"] / 1024))
+    rru_per_read = max(1, math.ceil(tail["requests"]["itemBytes"] / 4096))
+    writes = requests.get("dynamodb.UpdateItem", 0) + requests.get("dynamodb.PutItem", 0)
+    reads = requests.get("dynamodb.GetItem", 0)
+    breakdown = {
+        "schedulerInvocation": PRICES["schedulerPerInvocation"],
+        "sqs": SQS_REQUESTS_PER_TAIL_ATTEMPT * PRICES["sqsPerRequest"],
+        "lambdaRequest": per_message * PRICES["lambdaArmPerRequest"],
+        "lambdaGbSeconds": math.ceil(attempt_ms) / 1000 * LAMBDA_GB * PRICES["lambdaArmPerGbSecond"],
+        "dynamodbWrites": writes * wru_per_write * PRICES["dynamodbPerWru"],
+        "dynamodbReads": reads * rru_per_read * PRICES["dynamodbPerRru"],
+        "functionLogs": per_message * starter["logBytesPerInvocation"] / 1e9 * PRICES["logsPerGbIngested"],
+    }
+    return {
+        "usd": sum(breakdown.values()),
+        "breakdown": breakdown,
+        "requests": requests,
+        "dynamodbWruPerWrite": wru_per_write,
+        "starterMsPerAttempt": round(attempt_ms, 1),
+        "notIncluded": "GetSecretValue ($0.05 per 10,000) only when a container's 5-minute profile cache is cold",
     }
 
 
@@ -280,7 +316,24 @@ def readme_tables(summary: dict[str, Any]) -> str:
                         f"{sum(v['logsUsdNotInHeadline'].values()):.7f}",
                     ]
                     for k, v in cost.items()
-                    if k != "prices"
+                    if k not in ("prices", "long_tail")
+                ],
+            ]
+        ),
+        "",
+        "### Long tail (docs/long-tail.md)",
+        "",
+        f"{cost['long_tail']['tailAttempts']} tail attempts of {cost['long_tail']['refunds']} refunds"
+        " (`bench/long_tail.py`, time-compressed); USD, all charges but a cold profile cache's GetSecretValue.",
+        "",
+        table(
+            [
+                ["per tail attempt", "refund final after 24 h, Standard", "Express", "attempt's requests"],
+                [
+                    f"{summary['long_tail_cost_per_attempt_usd']:.7f}",
+                    f"{summary['cost_per_refund_usd']['standard_tail_24h']:.7f}",
+                    f"{summary['cost_per_refund_usd']['express_tail_24h']:.7f}",
+                    ", ".join(f"{k} {v}" for k, v in sorted(cost["long_tail"]["requests"].items())),
                 ],
             ]
         ),
@@ -337,7 +390,9 @@ def update_readme(text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", default="100,500,1000")
-    parser.add_argument("--skip", default="", help="comma-separated: init,inquiry,flows,scale (reuse old results)")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated: init,inquiry,flows,scale,longtail (reuse old results)"
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     started = time.monotonic()
@@ -351,10 +406,24 @@ def main() -> None:
     if "scale" not in skip:
         for n in sizes:
             run_module("scale", str(n))
+    if "longtail" not in skip:
+        run_module("long_tail")
     init = read_json(RESULTS / "init_time.json")
     inquiry = read_json(RESULTS / "inquiry_overhead.json")
     flows = read_json(RESULTS / "stack_flows.json")
     headline, cost_detail = cost_per_refund(flows)
+    attempt = tail_attempt_cost(read_json(RESULTS / "long_tail.json"))
+    tail_24h = TAIL_ATTEMPTS_FINAL_AFTER_24H * attempt["usd"]
+    twelve = cost_detail["12_polls"]
+    headline["standard_tail_24h"] = round(twelve["standardUsd"] + tail_24h, 8)
+    headline["express_tail_24h"] = round(twelve["expressUsd"] + tail_24h, 8)
+    measured = read_json(RESULTS / "long_tail.json")
+    cost_detail["long_tail"] = {
+        **attempt,
+        "attemptsFinalAfter24h": TAIL_ATTEMPTS_FINAL_AFTER_24H,
+        "tailAttempts": measured["tailAttempts"],
+        "refunds": measured["refunds"],
+    }
     scale = []
     for n in sizes:
         entry = read_json(RESULTS / f"scale_{n}.json")
@@ -372,6 +441,7 @@ def main() -> None:
         "transitions_3_polls": flows["transitions_3_polls"],
         "transitions_12_polls": flows["transitions_12_polls"],
         "cost_per_refund_usd": headline,
+        "long_tail_cost_per_attempt_usd": round(attempt["usd"], 9),
         "detection_latency_s": flows["detection_latency_s"],
         "scale": [{k: v for k, v in s.items() if k != "detail"} for s in scale],
         "detail": {

@@ -26,6 +26,7 @@ from samtranslator.translator.transform import transform  # type: ignore[import-
 
 from refund_core import store
 from refund_core.aws import wiring
+from refund_core.domain.tail import TailPolicy, policies_from_json
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -355,6 +356,7 @@ def test_alarms_watch_dlq_failed_and_timed_out_executions_auth_errors_final_conf
         ("RefundPoller", "FinalStatusConflicts"),
         ("RefundPoller", "OutboxEventsStuck"),
         ("RefundPoller", "NotificationsRejected"),
+        ("RefundPoller", "TailGaveUp"),
     }
 
 
@@ -379,6 +381,7 @@ def test_outputs_name_what_merchants_and_the_local_runtime_need(sam_template: di
         "ProfileSecretPrefix",
         "NotificationsUrl",
         "NotifyFunctionName",
+        "TailScheduleGroupName",
     }
 
 
@@ -589,3 +592,53 @@ def test_the_layer_pins_every_package_it_ships_and_leaves_the_sdk_to_the_runtime
     for needed in map(Requirement, requires("botocore") or []):
         if canonical(needed.name) in layer:
             assert needed.specifier.contains(next(iter(layer[canonical(needed.name)].specifier)).version), needed
+
+
+# --- Issue 12: the long tail ------------------------------------------------------------------------------------
+
+
+def test_tail_policy_renders_to_the_json_the_functions_parse(sam_template: dict[str, Any]) -> None:
+    text = sam_template["Globals"]["Function"]["Environment"]["Variables"]["TAIL_POLICY"]["Fn::Sub"]
+    for name, parameter in sam_template["Parameters"].items():
+        text = text.replace("${" + name + "}", str(parameter.get("Default")))
+
+    assert policies_from_json(text) == {provider: TailPolicy() for provider in ("antom", "alipayplus", "alphapay")}
+    assert sam_template["Parameters"]["TailStillProcessingEvent"]["Default"] == "false"
+    for provider in ("Antom", "AlipayPlus", "AlphaPay"):
+        pattern = sam_template["Parameters"][f"{provider}TailScheduleSeconds"]["AllowedPattern"]
+        assert re.fullmatch(pattern, "120,600,86400") and not re.fullmatch(pattern, "120, 600")
+        assert sam_template["Parameters"][f"{provider}TailMaxAgeSeconds"]["MinValue"] == 0
+
+
+def test_the_scheduler_role_may_only_send_to_the_inquiry_queue(expanded: dict[str, Any]) -> None:
+    role = expanded["Resources"]["TailSchedulerRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    statements = [statement for name, statement in iam_statements(expanded) if name == "TailSchedulerRole"]
+
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert statements == [
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["InquiryQueue", "Arn"]}}
+    ]
+
+
+def test_functions_may_schedule_only_in_the_tail_group_and_pass_only_the_scheduler_role(
+    expanded: dict[str, Any],
+) -> None:
+    grants = [
+        (role, statement)
+        for role, statement in iam_statements(expanded)
+        if any(action.startswith(("scheduler:", "iam:")) for action in as_list(statement["Action"]))
+    ]
+
+    assert {role for role, _ in grants} == {"StartInquiryFunctionRole", "InquireFunctionRole"}
+    for _, statement in grants:
+        if as_list(statement["Action"]) == ["iam:PassRole"]:
+            assert statement["Resource"] == {"Fn::GetAtt": ["TailSchedulerRole", "Arn"]}
+            assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+        else:
+            assert sorted(as_list(statement["Action"])) == ["scheduler:CreateSchedule", "scheduler:DeleteSchedule"]
+            resource = statement["Resource"]["Fn::Sub"]
+            assert resource == (
+                "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${TailScheduleGroup}/*"
+            )

@@ -76,6 +76,28 @@ def _history_event(message: str, execution_arn: str) -> dict[str, Any] | None:
     }
 
 
+def tail_steps(item: dict[str, Any]) -> list[Step]:
+    """The long tail's inquiries from the item (``tailHistory``, in order), then the next planned attempt, if any
+    (docs/long-tail.md). Polls are numbered after the window's own: the item's ``polls`` counts both."""
+    history = list(item.get("tailHistory") or [])
+    first = int(item.get("polls", 0)) - len(history) + 1
+    steps = [
+        Step(
+            str(entry.get("at", "")),
+            first + index,
+            str(entry.get("status", "")),
+            f"tail attempt {entry.get('attempt')}",
+            f"planned {entry.get('plannedAt', '')} ({entry.get('resultCode') or 'no result code'})",
+        )
+        for index, entry in enumerate(history)
+    ]
+    if item.get("nextPollAt") and item.get("pollingState") == "TAIL":
+        plan = item.get("tailPlan") or {}
+        detail = f"schedule {plan.get('scheduleSeconds')} s, max age {plan.get('maxAgeSeconds')} s"
+        steps.append(Step(str(item["nextPollAt"]), None, "PLANNED", f"tail attempt {item.get('tailAttempt')}", detail))
+    return steps
+
+
 def timeline(events: list[dict[str, Any]], item: dict[str, Any]) -> list[Step]:
     """The readable steps of one execution; the last poll also gets the stored result code and reason."""
     steps: list[Step] = []

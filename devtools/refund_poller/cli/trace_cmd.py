@@ -12,7 +12,7 @@ from refund_poller.cli.errors import fail
 from refund_poller.cli.refunds import require_item
 from refund_poller.cli.render import fields_table, print_json, stdout, styled_status
 from refund_poller.cli.target import Target, resolve_target
-from refund_poller.cli.timeline import Step, history, history_from_logs, timeline
+from refund_poller.cli.timeline import Step, history, history_from_logs, tail_steps, timeline
 
 # How an EXPRESS execution ended, from its last log record (it has no DescribeExecution).
 _END_STATUS = {
@@ -57,6 +57,7 @@ def trace(
         return
     express = _is_express(str(arn))
     execution, steps = _express_execution(target, str(arn), item) if express else _execution(target, str(arn), item)
+    steps += tail_steps(item)  # the long tail's attempts come after the execution's polls
     console = None if express else target.console_url(str(arn))
     if as_json:
         print_json(_as_json(item, execution, steps, console))
@@ -141,10 +142,15 @@ def _express_notes(logging_config: dict[str, Any], events: list[dict[str, Any]])
 
 def _print_without_execution(item: dict[str, Any], as_json: bool) -> None:
     note = "recorded by StartInquiry at the first inquiry: no polling execution was needed"
+    steps = tail_steps(item)
+    if steps:
+        note = "first inquiry by StartInquiry, then the long tail (no polling execution)"
     if as_json:
-        print_json({"execution": None, "note": note, "item": item})
+        print_json({"execution": None, "note": note, "steps": [step.to_json() for step in steps], "item": item})
         return
     stdout.print(note)
+    if steps:
+        stdout.print(_table(item, {"status": "none"}, steps))
     stdout.print(fields_table("stored item", item))
 
 

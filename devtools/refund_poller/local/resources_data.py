@@ -162,6 +162,13 @@ def create_rule(context: DeployContext, logical_id: str, properties: dict[str, A
     return Created(name, {"Arn": arn})
 
 
+def create_schedule_group(context: DeployContext, logical_id: str, properties: dict[str, Any]) -> Created:
+    """An EventBridge Scheduler group (moto keeps it; local/scheduler.py fires its schedules)."""
+    name = str(properties.get("Name") or context.name(logical_id, 64))
+    arn = context.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
+    return Created(name, {"Arn": arn})
+
+
 def _tag_map(properties: dict[str, Any]) -> dict[str, str]:
     return {str(tag["Key"]): scalar_text(tag["Value"]) for tag in properties.get("Tags", [])}
 
@@ -173,4 +180,5 @@ CREATORS: dict[str, Creator] = {
     "AWS::SecretsManager::Secret": create_secret,
     "AWS::Events::EventBus": create_event_bus,
     "AWS::Events::Rule": create_rule,
+    "AWS::Scheduler::ScheduleGroup": create_schedule_group,
 }

@@ -20,6 +20,7 @@ from refund_poller.local.http_api import LocalHttpApi
 from refund_poller.local.moto_lambda import LambdaBridge, install, uninstall
 from refund_poller.local.resources_compute import CREATORS as COMPUTE_CREATORS
 from refund_poller.local.resources_data import CREATORS as DATA_CREATORS
+from refund_poller.local.scheduler import ScheduleFirer, SchedulerSettings
 from refund_poller.local.server import ACCOUNT_ID, REGION, MotoServer
 from refund_poller.local.stepfunctions_rules import StepFunctionsRules, StrictStepFunctions
 from refund_poller.local.stepfunctions_rules import install as install_stepfunctions_rules
@@ -67,6 +68,7 @@ class LocalCloud:
         http_api_port: int = 0,
         stepfunctions_rules: StepFunctionsRules | None = None,
         strict: StrictSettings | None = None,
+        scheduler: SchedulerSettings | None = None,
     ) -> None:
         self.template_path = Path(template_path)
         self.parameter_overrides = dict(parameter_overrides or {})
@@ -88,6 +90,9 @@ class LocalCloud:
         # StrictSettings.forgiving() is passed; the knobs may change while the stack runs.
         self.strict = strict if strict is not None else StrictSettings()
         self._strict: StrictEmulation | None = None
+        # EventBridge Scheduler: moto keeps schedules, the firer fires them (time-compressible, local/scheduler.py).
+        self.scheduler = scheduler if scheduler is not None else SchedulerSettings()
+        self._firer: ScheduleFirer | None = None
 
     def __enter__(self) -> LocalCloud:
         self.start()
@@ -130,6 +135,8 @@ class LocalCloud:
             self._start_functions(self._deployment)
             self._start_pollers(self._deployment)
             self._start_http_api(self._deployment)
+            self._firer = ScheduleFirer(self.scheduler, self.client("sqs"), ACCOUNT_ID, REGION)
+            self._firer.start()
             self._write_state_file(self._deployment)
         except BaseException:
             self.stop()
@@ -141,6 +148,9 @@ class LocalCloud:
         if self._http_api is not None:
             self._http_api.stop()
             self._http_api = None
+        if self._firer is not None:
+            self._firer.stop()
+            self._firer = None
         for poller in self._pollers:
             poller.request_stop()
         for poller in self._pollers:
@@ -230,6 +240,13 @@ class LocalCloud:
             if time.monotonic() > deadline:
                 raise LocalCloudError(f"{execution_arn} still running after {timeout} s")
             time.sleep(0.05)
+
+    @property
+    def schedule_firer(self) -> ScheduleFirer:
+        """The EventBridge Scheduler firer (its counters; ``settings`` may change while the stack runs)."""
+        if self._firer is None:
+            raise LocalCloudError("the local stack is not started")
+        return self._firer
 
     def _running_runner(self) -> FunctionRunner:
         if self._runner is None:

@@ -7,6 +7,7 @@ and recording those at once costs no state transitions.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from refund_core.domain.claim import (
 from refund_core.domain.inquiry import InquiryMessage, RefundRef, execution_name
 from refund_core.domain.outcome import Observation, Status
 from refund_core.domain.polling import Decision, Policy, decide
+from refund_core.domain.tail import NextAttempt, TailPolicy, plan_next, schedule_name
 from refund_core.providers import Provider, ReceivedNotification, RefundQuery
 from refund_core.store import (
     FINAL_BY_NOTIFICATION,
@@ -31,7 +33,9 @@ from refund_core.store import (
     ClaimContendedError,
     DynamoDbRefundStore,
     Window,
+    epoch_time,
     event_detail,
+    iso_time,
     may_publish,
     public_view,
 )
@@ -57,9 +61,23 @@ class Executions(Protocol):
     def start(self, name: str, state: Mapping[str, Any]) -> str: ...
 
 
+class TailScheduler(Protocol):
+    """The engine that waits between two tail attempts (EventBridge Scheduler on AWS, docs/long-tail.md)."""
+
+    def schedule(self, name: str, at: float, message: Mapping[str, Any]) -> None:
+        """Put ``message`` on the inquiry queue at epoch ``at``, once; an existing ``name`` is left as it is."""
+        ...
+
+    def cancel(self, name: str) -> None:
+        """Delete a pending schedule; one already gone is no error (an optimisation only)."""
+        ...
+
+
 # Detail types of the events the product publishes (docs/internals.md, "Result events").
 FINISHED_DETAIL_TYPE = "Refund Inquiry Finished"
 CONFLICT_DETAIL_TYPE = "Refund Final Status Conflict"
+# Optional (stack parameter TailStillProcessingEvent): the fast window handed the refund over to the long tail.
+STILL_PROCESSING_DETAIL_TYPE = "Refund Still Processing"
 
 
 class ResultEventPendingError(RuntimeError):
@@ -76,6 +94,13 @@ class PollResult:
     final_conflict: dict[str, Any] | None = None  # both answers when the provider contradicted a stored final status
     superseded: bool = False  # a newer window owns the refund: nothing was written and this loop ends
     provider_called: bool = True  # False: the window was already closed (a notification), the loop just ends
+    tail_next: NextAttempt | None = None  # the window went on to this pending tail attempt
+    gave_up: bool = False  # the tail reached its maximum age: closed UNRESOLVED with gaveUp
+
+    @property
+    def tail_gave_up(self) -> int:
+        """The ``TailGaveUp`` metric's value for this poll."""
+        return 1 if self.gave_up else 0
 
     @property
     def final_status_conflicts(self) -> int:
@@ -123,8 +148,15 @@ class InquiryService:
         policies: Mapping[str, Policy],
         clock: Callable[[], float] = time.time,
         max_window_seconds: int | None = None,
+        tail_policies: Mapping[str, TailPolicy] | None = None,
+        tail_scheduler: TailScheduler | None = None,
+        still_processing_event: bool = False,
     ) -> None:
+        self.still_processing_event = still_processing_event
         self.max_window_seconds = max_window_seconds
+        # No scheduler (or no policy for a provider): no tail, a window closes UNRESOLVED as before.
+        self.tail_policies = dict(tail_policies or {}) if tail_scheduler is not None else {}
+        self.tail_scheduler = tail_scheduler
         self.store = store
         self.adapters = adapters
         self.events = events
@@ -140,6 +172,8 @@ class InquiryService:
         budget_seconds: float | None = None,
     ) -> StartResult:
         """Handle one valid queue message: claim the refund, poll once, start the loop only if needed."""
+        if message.is_tail_attempt:
+            return self.tail_attempt(message, message_id=message_id, budget_seconds=budget_seconds)
         adapter = self.adapters.adapter(message.provider, message.merchant)
         now = self.clock()
         key = self.store.resolve(message, now=now).key
@@ -162,6 +196,8 @@ class InquiryService:
             raise ClaimContendedError(f"could not claim {key}: result events kept appearing")
         if not claim.proceed:
             return StartResult("skipped", claim.reason, republished=republished)
+        if claim.superseded_tail:
+            self._cancel_tail(claim.superseded_tail)
         state: dict[str, Any] = {
             "inquiry": message.as_state(key),
             "policy": policy.to_state(),
@@ -171,9 +207,16 @@ class InquiryService:
             "polls": 0,
             "notFoundPolls": 0,
         }
+        tail = self.tail_policies.get(message.provider, TailPolicy(max_age_seconds=0)).overridden(
+            message.tail_schedule_seconds, message.tail_max_age_seconds
+        )
+        if tail.enabled:
+            state["tail"] = {**tail.to_state(since=now), "attempt": 0}
         poll = self.poll_once(adapter, state, budget_seconds=budget_seconds)
         if poll.superseded:
             return StartResult("skipped", SUPERSEDED_REASON, poll, republished=republished)
+        if poll.tail_next is not None:
+            return StartResult("tail", claim.reason, poll, republished=republished)
         if poll.decision.next != "wait":
             return StartResult("recorded", claim.reason, poll, republished=republished)
         assert claim.window_id is not None
@@ -310,11 +353,22 @@ class InquiryService:
         new_state = {**state, "polls": int(state.get("polls", 0)) + 1, "notFoundPolls": not_found}
         # What the provider said, in the state itself, so each poll in the console's history explains itself.
         new_state["observation"] = _trace_summary(observation)
+        tail_next, gave_up, tail_fields = None, False, None
+        if "tail" in state and decision.next != "wait":
+            tail_next, gave_up, tail_fields = self._tail_step(state, observation, decision, now)
         if decision.next == "wait":
             written = self.store.record(key, window, observation, now=now)
+        elif tail_next is not None:
+            assert tail_fields is not None
+            written = self._enter_tail(key, window, state, observation, tail_next, tail_fields, now)
+            decision = Decision("done", observation.status)
         else:
             reason = _closing_reason(decision, observation, new_state["polls"])
-            written = self.store.record_and_close(key, window, observation, decision.status, reason, now=now)
+            if gave_up:
+                reason = _gave_up_reason(state, observation)
+            written = self.store.record_and_close(
+                key, window, observation, decision.status, reason, now=now, tail=tail_fields
+            )
         if written.outcome == "superseded":
             decision = Decision("done", observation.status)
             reason = SUPERSEDED_REASON if written.item else "no item for this refund (never claimed, or deleted)"
@@ -328,7 +382,136 @@ class InquiryService:
                 decision = Decision("fail" if stored is Status.ERROR else "done", stored)
             self.publish_pending(key, written.item)
         new_state["decision"] = decision.to_state()
-        return PollResult(new_state, observation, decision, outcome, final_conflict=written.conflict)
+        if tail_next is not None and written.outcome == "written":
+            when = iso_time(tail_next.at)
+            new_state["decision"]["reason"] = f"long tail: attempt {tail_next.attempt} planned at {when}"
+            if tail_next.attempt == 1 and self.still_processing_event:
+                self._announce_still_processing(written.item)
+            return PollResult(new_state, observation, decision, None, tail_next=tail_next)
+        gave_up = gave_up and written.outcome == "written" and outcome is not None and not outcome.get("final")
+        return PollResult(new_state, observation, decision, outcome, final_conflict=written.conflict, gave_up=gave_up)
+
+    # -- the long tail (docs/long-tail.md) ----------------------------------------------------------------------
+
+    def tail_attempt(
+        self, message: InquiryMessage, *, message_id: str, budget_seconds: float | None = None
+    ) -> StartResult:
+        """One tail attempt, sent by its schedule: one inquiry, only while this attempt is still the pending one.
+
+        The conditional take (window id, attempt number, not final) is the source of truth: a late, duplicate or
+        superseded firing (a newer message, ``force``, a final answer from any channel) does nothing and never
+        asks the provider.
+        """
+        assert message.tail_window_id is not None and message.tail_attempt is not None
+        now = self.clock()
+        key = self.store.resolve(message, now=now).key
+        window_id, attempt = message.tail_window_id, message.tail_attempt
+        taken, item = self.store.take_tail_attempt(key, window_id, attempt, message_id=message_id, now=now)
+        if not taken:
+            return StartResult("skipped", _stale_attempt_reason(item, window_id, attempt))
+        window = Window(int(item.get("generation", 0)), window_id)
+        try:
+            adapter = self.adapters.adapter(message.provider, message.merchant)
+        except RejectedMessageError as exc:
+            # The merchant profile went away meanwhile: the tail stops here, with a clear ERROR and its event.
+            reason = f"tail attempt {attempt}: {exc}"
+            written = self.store.close(key, window, Status.ERROR, reason, now=now, tail={})
+            if written.outcome == "written":
+                self.publish_pending(key, written.item)
+            return StartResult("recorded", reason)
+        plan = dict(item.get("tailPlan") or {})
+        planned = epoch_time(item.get("nextPollAt")) or now
+        policy = self.policies[message.provider]
+        state: dict[str, Any] = {
+            "inquiry": message.as_state(key),
+            "policy": policy.to_state(),
+            "deadline": round(now, 3),  # one inquiry: the decision closes at once unless the refund is final
+            "generation": window.generation,
+            "windowId": window_id,
+            "polls": int(item.get("polls", 0)),
+            "notFoundPolls": 0,
+            "tail": {**plan, "attempt": attempt, "plannedAt": planned},
+        }
+        poll = self.poll_once(adapter, state, budget_seconds=budget_seconds)
+        if poll.superseded:
+            return StartResult("skipped", SUPERSEDED_REASON, poll)
+        return StartResult("tail" if poll.tail_next else "recorded", f"tail attempt {attempt}", poll)
+
+    def _tail_step(
+        self, state: Mapping[str, Any], observation: Observation, decision: Decision, now: float
+    ) -> tuple[NextAttempt | None, bool, dict[str, Any] | None]:
+        """After the window's last inquiry (fast window or tail attempt): the next attempt, or whether the tail
+        gave up, and the tail's fields for the write."""
+        tail = state["tail"]
+        attempt = int(tail.get("attempt", 0))
+        fields: dict[str, Any] = {}
+        if attempt:
+            fields["history"] = {
+                "attempt": attempt,
+                "at": iso_time(now),
+                "plannedAt": iso_time(float(tail.get("plannedAt", now))),
+                "status": observation.status.value,
+                "resultCode": observation.result.code,
+            }
+        if decision.status is not Status.UNRESOLVED:
+            return None, False, fields  # final, not found or refused: the tail ends with this window
+        policy = TailPolicy.from_state(tail)
+        previous = float(tail.get("plannedAt", now)) if attempt else now
+        next_attempt = plan_next(policy, float(tail["since"]), attempt + 1, previous)
+        if next_attempt is None:
+            return None, attempt > 0, {**fields, "gaveUp": attempt > 0}
+        return next_attempt, False, fields
+
+    def _enter_tail(
+        self,
+        key: str,
+        window: Window,
+        state: Mapping[str, Any],
+        observation: Observation,
+        next_attempt: NextAttempt,
+        fields: dict[str, Any],
+        now: float,
+    ) -> Any:
+        """Schedule the next attempt, then record it on the item. The schedule comes first: its name is fixed by
+        window and attempt (a retry makes no second one), and a schedule whose write then fails finds the item
+        moved on when it fires (the write, not the schedule, is what makes an attempt pending)."""
+        assert self.tail_scheduler is not None and window.window_id is not None
+        name = schedule_name(key, window.window_id, next_attempt.attempt)
+        inquiry = state["inquiry"]
+        message = {
+            k: inquiry[k]
+            for k in ("provider", "merchant", "refundId", "refundRequestId", "correlationId")
+            if inquiry.get(k)
+        }
+        message["tailAttempt"] = {"windowId": window.window_id, "attempt": next_attempt.attempt}
+        self.tail_scheduler.schedule(name, next_attempt.at, message)
+        tail = state["tail"]
+        plan = {k: tail[k] for k in ("scheduleSeconds", "maxAgeSeconds", "since")}
+        pending = {
+            **fields,
+            "tailAttempt": next_attempt.attempt,
+            "nextPollAt": iso_time(next_attempt.at),
+            "tailPlan": plan,
+            "tailScheduleName": name,
+        }
+        written = self.store.enter_tail(key, window, observation, pending, now=now)
+        if written.outcome != "written":
+            self._cancel_tail(name)
+        return written
+
+    def _announce_still_processing(self, item: Mapping[str, Any]) -> None:
+        """Best effort, once per window (its id is the window's): the window stays open, so no outbox flag holds
+        it, and a failed publish is not retried (docs/long-tail.md, "Events")."""
+        with contextlib.suppress(Exception):
+            detail = event_detail(item, f"{item.get('windowId')}-still-processing")
+            self.events.publish(detail, detail_type=STILL_PROCESSING_DETAIL_TYPE)
+
+    def _cancel_tail(self, name: str) -> None:
+        if self.tail_scheduler is None:
+            return
+        # An optimisation only: a firing that was not cancelled finds a newer window and does nothing.
+        with contextlib.suppress(Exception):
+            self.tail_scheduler.cancel(name)
 
     def publish_pending(self, key: str, item: Mapping[str, Any]) -> int:
         """Publish the item's pending events (outbox), clearing each flag after its event was accepted.
@@ -393,6 +576,25 @@ def _trace_summary(observation: Observation) -> dict[str, Any]:
         "reason": observation.reason,
     }
     return {name: value for name, value in summary.items() if value is not None}
+
+
+def _gave_up_reason(state: Mapping[str, Any], observation: Observation) -> str:
+    tail = state["tail"]
+    hours = int(tail["maxAgeSeconds"]) / 3600
+    return (
+        f"gave up: not final after {tail.get('attempt', 0)} tail attempts over {hours:g} h, the maximum age "
+        f"({observation.reason}); ask the provider or the merchant portal"
+    )
+
+
+def _stale_attempt_reason(item: Mapping[str, Any], window_id: str, attempt: int) -> str:
+    if not item:
+        return f"tail attempt {attempt}: no item for this refund"
+    if item.get("final"):
+        return f"tail attempt {attempt}: refund already final ({item.get('status')})"
+    if item.get("windowId") != window_id:
+        return f"tail attempt {attempt}: superseded by a newer window"
+    return f"tail attempt {attempt}: no longer pending (pending attempt: {item.get('tailAttempt')})"
 
 
 def _closing_reason(decision: Decision, observation: Observation, polls: int) -> str | None:

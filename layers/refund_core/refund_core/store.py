@@ -45,6 +45,7 @@ from refund_core.domain.inquiry import (
     new_window_id,
 )
 from refund_core.domain.outcome import Observation, Status
+from refund_core.domain.tail import TAIL_STATE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -59,7 +60,19 @@ SUPERSEDED_REASON = "superseded by a newer window"
 # Notifications (docs/internals.md, "Notifications"): the item's and the event's ``source``, and the close reason.
 NOTIFICATION_SOURCE = "notification"
 FINAL_BY_NOTIFICATION = "final by notification"
-_INTERNAL = frozenset({"pk", "refundIdKey", "claimMessageId", "aliasedIds", PENDING_SHARD, PENDING_SINCE})
+_INTERNAL = frozenset(
+    {"pk", "refundIdKey", "claimMessageId", "aliasedIds", PENDING_SHARD, PENDING_SINCE, "tailMessageId"}
+)
+# The long tail's attributes (docs/long-tail.md): a new window starts without them.
+TAIL_ATTRIBUTES = (
+    "nextPollAt",
+    "tailAttempt",
+    "tailPlan",
+    "tailScheduleName",
+    "tailMessageId",
+    "tailHistory",
+    "gaveUp",
+)
 _OUTBOX_FLAGS = frozenset({EVENT_PENDING, CONFLICT_EVENT_PENDING, EVENT_ID, CONFLICT_EVENT_ID})
 # Statuses an observation may write; UNKNOWN (a failed poll) leaves the stored status as it was.
 _STATUS_WRITERS = frozenset({Status.SUCCESS, Status.FAIL, Status.PROCESSING, Status.NOT_FOUND})
@@ -112,6 +125,9 @@ class Claim:
     # wants a new window, which cannot open before that event is published.
     pending: dict[str, Any] | None = None
     blocked: bool = False
+    # The schedule of the tail attempt this claim superseded (deleting it is an optimisation: a late firing finds
+    # a newer window and does nothing).
+    superseded_tail: str | None = None
 
     @property
     def window(self) -> Window:
@@ -244,7 +260,8 @@ class DynamoDbRefundStore:
             generation = int((item or {}).get("generation", 0))
             window_id = new_window_id()
             if self._try_claim(message, key, message_id, generation, window_id, now, window_end):
-                return Claim(True, verdict.reason, generation + 1, window_id)
+                pending_tail = (item or {}).get("tailScheduleName") if _tail_pending(item) else None
+                return Claim(True, verdict.reason, generation + 1, window_id, superseded_tail=pending_tail)
         raise ClaimContendedError(f"could not claim {key}: concurrent writers")
 
     def _try_claim(
@@ -271,6 +288,7 @@ class DynamoDbRefundStore:
             .set("final", False, if_absent=True)
             .set("expiresAt", int(now) + self._ttl_seconds)
             .set("executionArn", None)
+            .remove(*TAIL_ATTRIBUTES)
         )
         for attribute, value in (
             ("refundId", message.refund_id),
@@ -305,6 +323,34 @@ class DynamoDbRefundStore:
         regress, nothing at all when the window is no longer the item's."""
         return self._write(key, window, observation, None, None, now)
 
+    def enter_tail(
+        self, key: str, window: Window, observation: Observation, tail: Mapping[str, Any], *, now: float
+    ) -> Written:
+        """Store the observation and leave the window waiting for its next tail attempt (``pollingState`` TAIL).
+
+        ``tail``: ``tailAttempt`` (the pending attempt), ``nextPollAt``, ``tailPlan``, ``tailScheduleName`` and,
+        after a tail attempt, ``history`` (that attempt's entry for ``tailHistory``). No event: the window is
+        still open. Conditional on the window, as every loop write.
+        """
+        return self._write(key, window, observation, None, None, now, tail=tail)
+
+    def take_tail_attempt(
+        self, key: str, window_id: str, attempt: int, *, message_id: str, now: float
+    ) -> tuple[bool, dict[str, Any]]:
+        """Take tail attempt ``attempt`` of window ``window_id`` for this message: (True, item) only while that
+        attempt is pending and the refund is not final, or for a redelivery of the message that took it (its
+        process died before the attempt's write). A late, duplicate or superseded firing gets False and the item
+        as it is, and must not ask the provider."""
+        update = _Update().set("pollingState", POLLING).set("tailMessageId", message_id)
+        update.set("lastTailFiredAt", _iso(now))
+        state, taker = update.name("pollingState"), update.name("tailMessageId")
+        condition = (
+            f"{update.name('windowId')} = {update.value(window_id)} AND {update.name('tailAttempt')} = "
+            f"{update.value(attempt)} AND {update.not_final()} AND ({state} = {update.value(TAIL_STATE)} OR "
+            f"({state} = {update.value(POLLING)} AND {taker} = {update.value(message_id)}))"
+        )
+        return self._apply(key, update, condition)
+
     def record_and_close(
         self,
         key: str,
@@ -314,17 +360,28 @@ class DynamoDbRefundStore:
         reason: str | None,
         *,
         now: float,
+        tail: Mapping[str, Any] | None = None,
     ) -> Written:
         """The window's last observation and its close as one conditional write, marking its result event pending.
 
         One write: the final answer, the end of the window and the outbox flag appear together (no reader sees a
-        final status on an item still polling; a crash after this write cannot lose the event).
+        final status on an item still polling; a crash after this write cannot lose the event). ``tail``: a tail
+        attempt's ``history`` entry and ``gaveUp``.
         """
-        return self._write(key, window, observation, status, reason, now)
+        return self._write(key, window, observation, status, reason, now, tail=tail)
 
-    def close(self, key: str, window: Window, status: Status, reason: str | None, *, now: float) -> Written:
+    def close(
+        self,
+        key: str,
+        window: Window,
+        status: Status,
+        reason: str | None,
+        *,
+        now: float,
+        tail: Mapping[str, Any] | None = None,
+    ) -> Written:
         """End a window without a new observation."""
-        return self._write(key, window, None, status, reason, now)
+        return self._write(key, window, None, status, reason, now, tail=tail)
 
     def _write(
         self,
@@ -334,6 +391,7 @@ class DynamoDbRefundStore:
         closing: Status | None,
         reason: str | None,
         now: float,
+        tail: Mapping[str, Any] | None = None,
     ) -> Written:
         keep_status = False  # set once the item turned out final and this write would change its status
         stored_final: dict[str, Any] | None = None
@@ -363,6 +421,10 @@ class DynamoDbRefundStore:
                 conflict = _conflict(stored_final, observation, now)
                 update.set("finalConflict", conflict).add("finalConflictCount", 1)
                 update.set(CONFLICT_EVENT_PENDING, True).set(CONFLICT_EVENT_ID, uuid.uuid4().hex)
+            if tail is not None:
+                _tail_fields(update, tail, pending=closing is None)
+                if closing is None:
+                    condition += f" AND {update.not_final()}"  # a final refund has no tail
             if closing is not None:
                 update.set("pollingState", IDLE).set("resolvedAt", _iso(now)).set("reason", reason)
                 update.set(EVENT_PENDING, True).set(EVENT_ID, uuid.uuid4().hex)
@@ -374,8 +436,13 @@ class DynamoDbRefundStore:
                     item = self._learn_aliases(key, item, observation, now)
                 return Written("written", item, conflict)
             if not window.holds(item):
-                owned = window.owns(item) and item.get("pollingState") == IDLE
+                # A window waiting for its next tail attempt was closed for this loop too (a retried invocation).
+                owned = window.owns(item) and item.get("pollingState") in (IDLE, TAIL_STATE)
                 return Written("closed" if owned else "superseded", item)
+            if tail is not None and closing is None and item.get("final"):
+                # Final by another channel (a notification) while this window polled: no tail, close keeping it.
+                closing, reason = Status(item["status"]), "final status recorded meanwhile by another channel"
+                tail = {"history": tail["history"]} if tail.get("history") else None
             keep_status, stored_final = True, item  # still our window: the item is final, keep its status
         raise ClaimContendedError(f"could not write {key}: concurrent writers")
 
@@ -436,6 +503,7 @@ class DynamoDbRefundStore:
         update.set("notifiedAt", _iso(now)).set("lastNotification", _observation_summary(observation))
         update.set("provider", provider).set("merchant", merchant).set("expiresAt", int(now) + self._ttl_seconds)
         update.set("pollingState", IDLE).set("resolvedAt", _iso(now)).set("reason", FINAL_BY_NOTIFICATION)
+        update.remove("nextPollAt")  # a pending tail attempt, if any, will find the refund final and do nothing
         update.set(EVENT_PENDING, True).set(EVENT_ID, uuid.uuid4().hex)
         update.set(PENDING_SHARD, PENDING_SHARD_VALUE).set(PENDING_SINCE, int(now), if_absent=True)
         if item is None:
@@ -577,6 +645,12 @@ class _Update:
         self._sets.append(f"{name} = if_not_exists({name}, {placeholder})" if if_absent else f"{name} = {placeholder}")
         return self
 
+    def append(self, attribute: str, entry: Any) -> _Update:
+        """Append ``entry`` to a list attribute (created empty when absent)."""
+        name = self.name(attribute)
+        self._sets.append(f"{name} = list_append(if_not_exists({name}, {self.value([])}), {self.value([entry])})")
+        return self
+
     def add(self, attribute: str, amount: int) -> _Update:
         self._adds.append(f"{self.name(attribute)} {self.value(amount)}")
         return self
@@ -612,6 +686,36 @@ class _Update:
         if window.window_id is None:
             return f"{self.generation_is(window.generation)} AND {polling}"
         return f"{self.name('windowId')} = {self.value(window.window_id)} AND {polling}"
+
+
+def _tail_fields(update: _Update, tail: Mapping[str, Any], *, pending: bool) -> None:
+    """The long tail's part of a window write: the pending attempt (``pending``) or, on a close, none any more."""
+    history = tail.get("history")
+    if history is not None:
+        update.append("tailHistory", _numbers(history))
+    if pending:
+        update.set("pollingState", TAIL_STATE)
+        for attribute in ("tailAttempt", "nextPollAt", "tailPlan", "tailScheduleName"):
+            update.set(attribute, _numbers(tail[attribute]))
+    else:
+        update.remove("nextPollAt", "tailScheduleName")
+        if tail.get("gaveUp"):
+            update.set("gaveUp", True)
+
+
+def _numbers(value: Any) -> Any:
+    """Floats as Decimal, as DynamoDB's serializer wants them (nested maps and lists included)."""
+    if isinstance(value, float):
+        return Decimal(str(round(value, 3)))
+    if isinstance(value, Mapping):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
+def _tail_pending(item: Mapping[str, Any] | None) -> bool:
+    return bool(item) and item.get("pollingState") == TAIL_STATE  # type: ignore[union-attr]
 
 
 def public_view(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -729,6 +833,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | set):
         return sorted(_plain(v) for v in value) if isinstance(value, set) else [_plain(v) for v in value]
     return value
+
+
+def iso_time(epoch: float) -> str:
+    """Epoch seconds as the item's ISO 8601 UTC text (milliseconds, ``Z``)."""
+    return _iso(epoch)
+
+
+def epoch_time(iso: Any) -> float | None:
+    """The item's ISO 8601 text as epoch seconds (None when absent or unreadable)."""
+    return _epoch(iso)
 
 
 def _epoch(iso: Any) -> float | None:

@@ -75,6 +75,8 @@ def poll_metrics(poll: PollResult) -> list[MetricValue]:
         values.append(MetricValue("ProviderAuthErrors", MetricUnit.Count, 1))
     if poll.final_status_conflicts:  # the provider contradicted a stored final status: both answers are on the item
         values.append(MetricValue("FinalStatusConflicts", MetricUnit.Count, poll.final_status_conflicts))
+    if poll.tail_gave_up:  # the long tail reached its maximum age without a final status: a person must look
+        values.append(MetricValue("TailGaveUp", MetricUnit.Count, poll.tail_gave_up))
     return values
 
 

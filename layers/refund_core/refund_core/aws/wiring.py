@@ -12,6 +12,8 @@ import boto3
 
 from refund_core.aws.events import EventBridgeEvents
 from refund_core.aws.profiles import SecretsManagerAdapters
+from refund_core.aws.scheduler import EventBridgeTailScheduler
+from refund_core.domain import tail
 from refund_core.domain.polling import EXPRESS_MAX_WINDOW_SECONDS, policies_from_json
 from refund_core.service import InquiryService
 from refund_core.store import DynamoDbRefundStore
@@ -91,7 +93,20 @@ def service_from_environment() -> InquiryService:
         events=EventBridgeEvents(boto3.client("events"), env.get("EVENT_BUS_NAME", "default")),
         policies=policies_from_json(env["POLLING_POLICY"]),
         max_window_seconds=EXPRESS_MAX_WINDOW_SECONDS if env.get("WORKFLOW_TYPE") == "EXPRESS" else None,
+        tail_policies=tail.policies_from_json(env.get("TAIL_POLICY")),
+        tail_scheduler=tail_scheduler(env),
+        still_processing_event=env.get("TAIL_STILL_PROCESSING_EVENT") == "true",
     )
+
+
+def tail_scheduler(env: Mapping[str, str]) -> EventBridgeTailScheduler | None:
+    """The long tail's scheduler when the template configures one (TAIL_SCHEDULE_GROUP, TAIL_TARGET_ARN,
+    TAIL_ROLE_ARN); None (no tail) otherwise."""
+    names = ("TAIL_SCHEDULE_GROUP", "TAIL_TARGET_ARN", "TAIL_ROLE_ARN")
+    if not all(env.get(name) for name in names):
+        return None
+    group, target, role = (env[name] for name in names)
+    return EventBridgeTailScheduler(lambda: boto3.client("scheduler"), group, target, role)
 
 
 def provider_options(env: Mapping[str, str]) -> dict[str, Any]:

@@ -38,11 +38,18 @@ class InquiryMessage:
     max_duration_seconds: int | None = None
     correlation_id: str | None = None
     force: bool = False
+    # The long tail (docs/long-tail.md): a merchant's overrides of the provider's tail policy ...
+    tail_schedule_seconds: tuple[int, ...] | None = None
+    tail_max_age_seconds: int | None = None
+    # ... and, on a message a tail schedule sent, the attempt it stands for (window and attempt number).
+    tail_window_id: str | None = None
+    tail_attempt: int | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> InquiryMessage:
         """Build from a body that already passed the JSON Schema."""
         polling = body.get("polling") or {}
+        tail, attempt = body.get("tail") or {}, body.get("tailAttempt") or {}
         return cls(
             provider=body["provider"],
             merchant=body.get("merchant") or DEFAULT_MERCHANT,
@@ -53,7 +60,16 @@ class InquiryMessage:
             max_duration_seconds=_whole(polling.get("maxDurationSeconds")),
             correlation_id=body.get("correlationId"),
             force=bool(body.get("force", False)),
+            tail_schedule_seconds=_steps(tail.get("scheduleSeconds")),
+            tail_max_age_seconds=_whole(tail.get("maxAgeSeconds")),
+            tail_window_id=attempt.get("windowId"),
+            tail_attempt=_whole(attempt.get("attempt")),
         )
+
+    @property
+    def is_tail_attempt(self) -> bool:
+        """True for a message a tail schedule sent: it asks once, only while that attempt is still pending."""
+        return self.tail_window_id is not None and self.tail_attempt is not None
 
     @property
     def refs(self) -> tuple[RefundRef, ...]:
@@ -164,3 +180,7 @@ def execution_name(ref: RefundRef, generation: int, window_id: str) -> str:
 
 def _whole(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _steps(values: Any) -> tuple[int, ...] | None:
+    return None if not values else tuple(int(v) for v in values)
