@@ -19,6 +19,7 @@ from refund_poller.cli import (
     trace_cmd,
 )
 from refund_poller.cli.errors import OneLineErrorsGroup
+from refund_poller.console import command as console_cmd
 
 app = typer.Typer(
     name="refund-poller",
@@ -61,6 +62,7 @@ app.add_typer(dlq_cmd.app, name="dlq")
 app.command("invoke")(invoke_cmd.invoke)
 app.command("sandbox")(sandbox_cmd.sandbox)
 app.command("inquire")(inquire_cmd.inquire)
+app.command("console")(console_cmd.console)
 
 if __name__ == "__main__":
     app()

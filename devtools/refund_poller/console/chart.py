@@ -1,0 +1,108 @@
+"""A polling window as a timeline chart (SVG): time on the x axis, one mark per poll coloured by the provider's answer,
+the waits as the gaps between them, failed attempts, the close, and a notification when one came."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from markupsafe import Markup, escape
+
+from refund_poller.cli.timeline import Step
+
+WIDTH = 900
+HEIGHT = 96
+LEFT = 30
+RIGHT = 30
+LANE = 44  # the marks' line
+STATUSES = ("SUCCESS", "FAIL", "PROCESSING", "NOT_FOUND", "UNKNOWN", "ERROR", "UNRESOLVED")
+
+
+@dataclass(frozen=True)
+class Mark:
+    at: float  # epoch seconds
+    kind: str  # poll, attempt, close, notification
+    status: str
+    label: str
+
+
+def marks(steps: list[Step], notification_at: str | None, closed_with: str | None) -> list[Mark]:
+    """The chart's marks from a window's steps (refund_poller.cli.timeline): polls, failed attempts, the close."""
+    found = []
+    for step in steps:
+        at = epoch(step.time)
+        if at is None:
+            continue
+        if step.poll is not None:
+            text = f"poll {step.poll}: {step.status}, {step.decision}" + (f"; {step.detail}" if step.detail else "")
+            found.append(Mark(at, "poll", step.status, text))
+        elif step.decision == "retry or give up":
+            found.append(Mark(at, "attempt", "ERROR", f"failed attempt: {step.detail}"))
+        else:
+            outcome = closed_with or step.decision
+            found.append(Mark(at, "close", outcome, f"closed: {outcome} (execution {step.decision})"))
+    notified = epoch(notification_at) if notification_at else None
+    if notified is not None:
+        found.append(Mark(notified, "notification", "SUCCESS", "the provider's notification"))
+    return sorted(found, key=lambda mark: mark.at)
+
+
+def draw(found: list[Mark]) -> Markup:
+    if not found:
+        return Markup('<p class="muted">no polls recorded in this window</p>')
+    start, end = found[0].at, max(found[-1].at, found[0].at + 1)
+    scale = (WIDTH - LEFT - RIGHT) / (end - start)
+
+    def x(at: float) -> float:
+        return round(LEFT + (at - start) * scale, 1)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="polls over time">',
+        f'<line class="axis" x1="{LEFT}" y1="{LANE}" x2="{WIDTH - RIGHT}" y2="{LANE}"/>',
+    ]
+    for tick in _ticks(end - start):
+        parts.append(
+            f'<line class="tick" x1="{x(start + tick)}" y1="{LANE + 14}" x2="{x(start + tick)}" y2="{LANE + 18}"/>'
+            f'<text class="tick-label" x="{x(start + tick)}" y="{LANE + 32}">+{_seconds(tick)}</text>'
+        )
+    for mark in found:
+        status = mark.status if mark.status in STATUSES else "OTHER"
+        title = f"<title>{escape(mark.label)}</title>"
+        at = x(mark.at)
+        if mark.kind == "poll":
+            parts.append(f'<circle class="poll status-{status}" cx="{at}" cy="{LANE}" r="7">{title}</circle>')
+        elif mark.kind == "attempt":
+            parts.append(
+                f'<path class="attempt" d="M{at - 5},{LANE - 5} L{at + 5},{LANE + 5} M{at - 5},{LANE + 5} '
+                f'L{at + 5},{LANE - 5}">{title}</path>'
+            )
+        elif mark.kind == "close":
+            parts.append(
+                f'<g class="close status-{status}">{title}<line x1="{at}" y1="{LANE - 22}" x2="{at}" y2="{LANE + 12}"/>'
+                f'<text x="{at}" y="{LANE - 26}">{escape(mark.status)}</text></g>'
+            )
+        else:
+            parts.append(
+                f'<g class="notification">{title}<path d="M{at},{LANE - 30} l7,7 l-7,7 l-7,-7 z"/>'
+                f'<text x="{at}" y="{LANE - 34}">notification</text></g>'
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every text inside went through escape()
+
+
+def _ticks(span: float) -> list[float]:
+    step = next((s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600) if span / s <= 10), 7200)
+    return [float(n * step) for n in range(int(span // step) + 1)]
+
+
+def _seconds(value: float) -> str:
+    whole = int(value)
+    return f"{whole} s" if whole < 120 else f"{whole // 60} min"
+
+
+def epoch(iso: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp() if iso else None
+    except ValueError:
+        return None
