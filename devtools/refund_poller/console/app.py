@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Flask, abort, render_template, request
 from werkzeug.wrappers import Response
@@ -37,7 +38,7 @@ from refund_poller.console.readers import (
 )
 
 ASL_FILE = Path(__file__).resolve().parents[3] / "statemachine" / "refund_inquiry.asl.json"
-REFRESH_SECONDS = 3
+REFRESH_SECONDS = 5
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
@@ -68,6 +69,7 @@ def create_app(settings: ConsoleSettings) -> Flask:
     app = Flask(__name__)
     app.config["CONSOLE"] = settings
     app.jinja_env.globals.update(meanings=MEANINGS, where=_where(settings.target))
+    app.jinja_env.filters["merge_query"] = _merge_query
 
     @app.before_request
     def only_this_host() -> None:
@@ -103,7 +105,7 @@ def create_app(settings: ConsoleSettings) -> Flask:
             providers=PROVIDERS,
             statuses=STATUS_CHOICES,
             flags=FLAG_CHOICES,
-            refresh=REFRESH_SECONDS if any(refund.polling for refund in found) else None,
+            refresh=_refresh(any(refund.polling for refund in found)),
         )
 
     @app.get("/refund")
@@ -126,7 +128,7 @@ def create_app(settings: ConsoleSettings) -> Flask:
             events=_events(found.item),
             links=console_links(settings.target, key, latest.arn if latest else None, log_group),
             item_json=json.dumps(found.item, indent=2, ensure_ascii=False, sort_keys=True, default=str),
-            refresh=REFRESH_SECONDS if found.polling else None,
+            refresh=_refresh(found.polling),
         )
 
     @app.get("/dlq")
@@ -158,6 +160,19 @@ def create_app(settings: ConsoleSettings) -> Flask:
     return app
 
 
+def _merge_query(args: Any, **changes: str) -> str:
+    """The query string of ``args`` with ``changes`` (an empty value removes the parameter)."""
+    merged = {key: value for key, value in args.items() if key not in changes}
+    merged.update({key: value for key, value in changes.items() if value})
+    return urlencode(merged)
+
+
+def _refresh(polling: bool) -> int | None:
+    """Seconds between reloads while something is polling (a meta refresh: the page has no script); ``live=0`` in
+    the query pauses it, e.g. while typing a search."""
+    return REFRESH_SECONDS if polling and request.args.get("live") != "0" else None
+
+
 def _where(target: Target) -> str:
     return "local stack " + target.where if not target.on_aws else f"deployed stack, {target.where}"
 
@@ -176,7 +191,8 @@ def _window(execution: Execution, item: dict[str, Any], definition: dict[str, An
         notified = str(item.get("notifiedAt") or item.get("resolvedAt") or "")
     closed_with = str(item.get("status")) if latest and item.get("pollingState") != "POLLING" else None
     marks = chart.marks(execution.steps, notified, closed_with)
-    return Window(execution, chart.draw(marks), graph.draw(definition, execution.path), latest)
+    outcome = closed_with or ("POLLING" if latest else "CLOSED")
+    return Window(execution, chart.draw(marks), graph.draw(definition, execution.path, outcome), latest)
 
 
 def _log_group(target: Target, latest: Execution | None) -> str | None:

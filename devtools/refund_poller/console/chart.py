@@ -13,7 +13,7 @@ from refund_poller.cli.timeline import Step
 WIDTH = 900
 HEIGHT = 96
 LEFT = 30
-RIGHT = 30
+RIGHT = 80  # room for the close's label
 LANE = 44  # the marks' line
 STATUSES = ("SUCCESS", "FAIL", "PROCESSING", "NOT_FOUND", "UNKNOWN", "ERROR", "UNRESOLVED")
 

@@ -45,9 +45,10 @@ def console(
     from werkzeug.serving import make_server
 
     from refund_poller.console.app import ConsoleSettings, create_app
+    from refund_poller.console.readers import SharedClients
 
     target = resolve_target(stack_name, profile, region, endpoint_url)
-    settings = ConsoleSettings(target, allow_redrive=allow_redrive or not target.on_aws)
+    settings = ConsoleSettings(SharedClients.of(target), allow_redrive=allow_redrive or not target.on_aws)
     server = make_server(LOOPBACK, port, create_app(settings), threaded=True)
     bound = server.server_port
     settings.allowed_hosts = {f"{LOOPBACK}:{bound}", f"localhost:{bound}"}

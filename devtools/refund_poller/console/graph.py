@@ -85,9 +85,10 @@ def layers(definition: dict[str, Any], all_edges: list[Edge]) -> dict[str, int]:
     return row
 
 
-def draw(definition: dict[str, Any], path: Iterable[str] = ()) -> Markup:
+def draw(definition: dict[str, Any], path: Iterable[str] = (), outcome: str | None = None) -> Markup:
     """The SVG of the state machine; the states in ``path`` (entered in that order) and the transitions between
-    consecutive ones are highlighted, each state with how many times it was entered."""
+    consecutive ones are highlighted, each state with how many times it was entered. The last state entered is
+    coloured by ``outcome`` (the refund's status): a Succeed state reached by an UNRESOLVED refund is not green."""
     all_edges = edges(definition)
     row = layers(definition, all_edges)
     positions = _positions(definition, row)
@@ -116,7 +117,7 @@ def draw(definition: dict[str, Any], path: Iterable[str] = ()) -> Markup:
         drawn.add((edge.source, edge.target))
         parts.append(_edge(edge, positions, row, (edge.source, edge.target) in taken))
     for name, state in definition["States"].items():
-        parts.append(_box(name, state, positions[name], visits.get(name, 0), name == last))
+        parts.append(_box(name, state, positions[name], visits.get(name, 0), outcome if name == last else None))
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every text inside went through escape()
 
@@ -156,10 +157,12 @@ def _edge(edge: Edge, positions: dict[str, tuple[int, int]], row: dict[str, int]
     )
 
 
-def _box(name: str, state: dict[str, Any], at: tuple[int, int], visits: int, last: bool) -> str:
+def _box(name: str, state: dict[str, Any], at: tuple[int, int], visits: int, outcome: str | None) -> str:
+    """A state's box; ``outcome`` only for the last state entered."""
     x, y = at
     kind = str(state.get("Type", "")).lower()
-    classes = " ".join(c for c in ("state", f"state-{kind}", "visited" if visits else "", "last" if last else "") if c)
+    last = f"last outcome-{escape(outcome)}" if outcome is not None else ""
+    classes = " ".join(c for c in ("state", f"state-{kind}", "visited" if visits else "", last) if c)
     rx = 17 if kind in {"choice", "succeed", "fail"} else 4
     tip = f"{name} ({state.get('Type')})" + (f": {state['Comment']}" if state.get("Comment") else "")
     badge = ""

@@ -9,9 +9,10 @@ the provider's whole last answer, a refund's earlier windows) is read here.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +42,30 @@ def reading(what: str) -> Iterator[None]:
         raise ReadError(f"{what}: {exc.operation_name}: {error.get('Code')}: {error.get('Message', '')}") from exc
     except BotoCoreError as exc:
         raise ReadError(f"{what}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SharedClients(Target):
+    """A stack whose AWS clients are made once and shared by the server's threads (botocore clients are
+    thread-safe; making one costs more than most calls the pages make)."""
+
+    clients: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, target: Target) -> SharedClients:
+        return cls(**{each.name: getattr(target, each.name) for each in fields(Target)})
+
+    def client(self, service: str, read_timeout: float = 60) -> Any:
+        with self.lock:
+            if service not in self.clients:
+                self.clients[service] = super().client(service, read_timeout)
+            return self.clients[service]
+
+
+# A stopped execution's history never changes: kept so that reloading a page does not read it again.
+_STOPPED_HISTORIES: dict[str, list[dict[str, Any]]] = {}
+_STOPPED_HISTORIES_KEPT = 500
 
 
 @dataclass(frozen=True)
@@ -213,7 +238,9 @@ def _read_history(target: Target, execution: Execution, item: dict[str, Any]) ->
         stepfunctions = target.client("stepfunctions")
         with reading("reading the execution"):
             described = stepfunctions.describe_execution(executionArn=execution.arn)
-            events = history(stepfunctions, execution.arn)
+            events = _STOPPED_HISTORIES.get(execution.arn) or history(stepfunctions, execution.arn)
+        if described.get("stopDate") and len(_STOPPED_HISTORIES) < _STOPPED_HISTORIES_KEPT:
+            _STOPPED_HISTORIES[execution.arn] = events
         execution.status = str(described.get("status"))
         execution.started = _iso(described.get("startDate"))
         execution.stopped = _iso(described.get("stopDate"))
