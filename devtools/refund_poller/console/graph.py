@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 BOX_WIDTH = 190
 BOX_HEIGHT = 34
 COLUMN = 215
-ROW = 72
+ROW = 62
 MARGIN = 40
 
 
