@@ -1,5 +1,5 @@
-"""The console's SVG drawings: the state machine graph comes from the ASL file as it is on disk (other changes to it
-show up), the path taken is highlighted, and every text in a drawing is escaped."""
+"""The console's SVG drawings and AWS console links: the state machine graph comes from the ASL file as it is on
+disk (other changes to it show up), the path taken is highlighted, and every text in a drawing is escaped."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import json
 import re
 from pathlib import Path
 
+import boto3
+
+from refund_poller.cli.target import Target
 from refund_poller.cli.timeline import Step
 from refund_poller.console import chart, graph
 from refund_poller.console.app import ASL_FILE
+from refund_poller.console.readers import ConsoleLinks, console_links
 
 POLL_LOOP = ["Wait for next poll", "Ask provider", "Refund resolved?"]
 
@@ -68,3 +72,24 @@ def test_the_chart_has_a_mark_per_poll_coloured_by_answer_failed_attempts_the_cl
     assert '<g class="close status-SUCCESS">' in svg and '<g class="notification">' in svg
     xs = [float(x) for x in re.findall(r'<circle class="poll [^"]*" cx="([\d.]+)"', svg)]
     assert abs((xs[1] - xs[0]) / (xs[2] - xs[1]) - 6 / 5) < 0.01  # time on the x axis: gaps are the waits
+
+
+def test_a_deployed_stack_gets_aws_console_links_with_the_key_and_names_encoded() -> None:
+    session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="eu-west-1")
+    target = Target(session, {"ResultsTableName": "rp-RefundResultsTable-1"}, "eu-west-1")
+    arn = "arn:aws:states:eu-west-1:123456789012:execution:rp-refund-inquiry:antom-x-ab12-g1-w1"
+
+    links = console_links(target, "antom#default#rr:a/b <c>", arn, "/aws/vendedlogs/states/rp-refund-inquiry")
+
+    assert (
+        links.execution
+        == f"https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/{arn}"
+    )
+    assert links.item is not None and "table=rp-RefundResultsTable-1" in links.item
+    assert "pk=antom%23default%23rr%3Aa%2Fb%20%3Cc%3E" in links.item
+    assert links.log_group is not None
+    assert links.log_group.endswith(
+        "#logsV2:log-groups/log-group/$252Faws$252Fvendedlogs$252Fstates$252Frp-refund-inquiry"
+    )
+    local = Target(session, {}, "us-east-1", "http://127.0.0.1:4566")
+    assert console_links(local, "k", arn, "g") == ConsoleLinks()
