@@ -13,7 +13,7 @@ from refund_poller.cli.target import Target
 from refund_poller.cli.timeline import Step
 from refund_poller.console import chart, graph
 from refund_poller.console.app import ASL_FILE
-from refund_poller.console.readers import ConsoleLinks, console_links
+from refund_poller.console.readers import ConsoleLinks, Filters, Refund, console_links
 
 POLL_LOOP = ["Wait for next poll", "Ask provider", "Refund resolved?"]
 
@@ -93,3 +93,23 @@ def test_a_deployed_stack_gets_aws_console_links_with_the_key_and_names_encoded(
     )
     local = Target(session, {}, "us-east-1", "http://127.0.0.1:4566")
     assert console_links(local, "k", arn, "g") == ConsoleLinks()
+
+
+def test_the_status_filter_matches_conflicts_gave_up_and_error_and_the_search_either_id_or_correlation() -> None:
+    refunds = [
+        Refund("a", {"status": "SUCCESS", "finalConflictCount": 1, "refundId": "R-1", "correlationId": "Order-7"}),
+        Refund("b", {"status": "UNRESOLVED", "gaveUp": True, "refundRequestId": "rr/退款 1"}),
+        Refund("c", {"status": "ERROR", "pollingState": "IDLE", "refundId": "R-2"}),
+        Refund("d", {"status": "PROCESSING", "pollingState": "POLLING", "refundRequestId": "order-7b"}),
+    ]
+
+    def keys(**filters: str) -> list[str]:
+        return [refund.key for refund in refunds if Filters(**filters).keep(refund)]
+
+    assert keys(status="conflict") == ["a"]
+    assert keys(status="gave-up") == ["b"]
+    assert keys(status="ERROR") == ["c"]
+    assert keys(status="polling") == ["d"]
+    assert keys(search="order-7") == ["a", "d"]  # correlation id or either id, any case
+    assert keys(search="退款") == ["b"]
+    assert keys(search="r-2") == ["c"]
