@@ -242,6 +242,7 @@ def test_an_unresolved_refund_says_what_it_means_and_its_graph_does_not_end_gree
     closed(local_stack, key)
 
     browser.get(console.refund(key))
+    browser.save_screenshot(str(SHOTS / "refund-unresolved.png"))
 
     assert browser.find_element(By.ID, "status").text == "UNRESOLVED"
     assert "send the message again later" in browser.find_element(By.ID, "meaning").text
@@ -251,7 +252,17 @@ def test_an_unresolved_refund_says_what_it_means_and_its_graph_does_not_end_gree
     close = browser.find_element(By.CSS_SELECTOR, "article.latest svg.chart g.close")
     assert close.text == "UNRESOLVED"
     assert browser.find_elements(By.CSS_SELECTOR, "article.latest svg.chart circle.status-PROCESSING")
-    browser.save_screenshot(str(SHOTS / "refund-unresolved.png"))
+
+    # Sent again: a second window, shown above the first, each with its own chart and graph.
+    first = closed(local_stack, key)["executionArn"]
+    again = local_stack.cli("send", "--provider", "antom", "--refund-request-id", refunds.unresolved, "--window", "3")
+    assert again.returncode == 0, again.stderr
+    eventually(lambda: (item := closed(local_stack, key)) and item["executionArn"] != first, timeout=60)
+    browser.get(console.refund(key))
+    windows = browser.find_elements(By.CSS_SELECTOR, "article.window")
+    assert len(windows) == 2 and "latest" in str(windows[0].get_attribute("class"))
+    assert first.split(":")[-1] in windows[1].text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "article.window svg.graph")) == 2
 
 
 def test_ids_and_bodies_with_script_tags_are_shown_as_text_and_never_run(
@@ -343,3 +354,20 @@ def test_the_page_load_of_a_refund_with_12_polls_is_measured(
     report = {"refund": "12 polls, local stack", "page_load_ms": [round(float(ms), 1) for ms in loads]}
     (SHOTS / "page-load.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nconsole page load, refund with 12 polls: {report['page_load_ms']} ms")
+
+
+def test_a_window_whose_execution_the_item_does_not_name_is_found_by_its_execution_name(
+    local_stack: LocalStack, refunds: Refunds, console: Console, browser: Chrome
+) -> None:
+    # A short window can close before the starter records its execution's ARN (that write is conditional on the
+    # window being open): the item then has a window id but no executionArn.
+    key = refunds.key(refunds.twelve_polls)
+    closed(local_stack, key, timeout=90)
+    dynamodb = local_stack.target.client("dynamodb")
+    table = local_stack.state["outputs"]["ResultsTableName"]
+    dynamodb.update_item(TableName=table, Key={"pk": {"S": key}}, UpdateExpression="REMOVE executionArn")
+
+    browser.get(console.refund(key))
+
+    assert len(browser.find_elements(By.CSS_SELECTOR, "article.latest svg.chart circle.poll")) == 12
+    assert "found by its name" in browser.find_element(By.CSS_SELECTOR, "article.latest").text

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from refund_core.domain.claim import POLLING
+from refund_core.domain.inquiry import RefundRef, execution_name
 from refund_core.store import is_refund_item, load_item, public_view
 from refund_poller.cli.target import Target
 from refund_poller.cli.timeline import Step, history, history_from_logs, timeline
@@ -182,6 +183,10 @@ def executions(target: Target, refund: Refund) -> list[Execution]:
     """The refund's executions, oldest first: every window found (STANDARD), or its latest one (EXPRESS, which
     ListExecutions does not list); each with its history, or a note saying why there is none."""
     arn = refund.item.get("executionArn")
+    note = None
+    if not arn:
+        arn = _unrecorded_execution(target, refund)
+        note = "the item names no execution (its window closed before the starter recorded it): found by its name"
     if not arn:
         return []
     latest = str(arn)
@@ -195,7 +200,27 @@ def executions(target: Target, refund: Refund) -> list[Execution]:
         except ReadError as error:
             execution.notes.append(str(error))
         found.append(execution)
+    if note and found:
+        found[-1].notes.append(note)
     return found
+
+
+def _unrecorded_execution(target: Target, refund: Refund) -> str | None:
+    """The ARN of a STANDARD window's execution the item does not name: the starter records it after StartExecution
+    only while the window is open, and a short window can close first. Its name follows from the item's key,
+    generation and window id (refund_core.domain.inquiry.execution_name); None when no such execution exists (a
+    refund final at the first inquiry has none)."""
+    item = refund.item
+    if not item.get("windowId") or (int(item.get("polls") or 0) < 2 and not refund.polling):
+        return None
+    try:
+        name = execution_name(RefundRef.from_item_key(refund.key), int(item["generation"]), str(item["windowId"]))
+        arn = target.output("StateMachineArn").replace(":stateMachine:", ":execution:", 1) + ":" + name
+        with reading("looking for the window's execution"):
+            target.client("stepfunctions").describe_execution(executionArn=arn)
+    except (ReadError, ValueError, KeyError):
+        return None
+    return arn
 
 
 def _is_express(execution_arn: str) -> bool:
