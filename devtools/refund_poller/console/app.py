@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import typer
 from flask import Flask, abort, render_template, request
 from werkzeug.wrappers import Response
 
@@ -87,6 +88,11 @@ def create_app(settings: ConsoleSettings) -> Flask:
     @app.errorhandler(ReadError)
     def read_failed(error: ReadError) -> tuple[str, int]:
         return render_template("error.html", message=str(error)), 502
+
+    @app.errorhandler(typer.Exit)
+    def refused(_: typer.Exit) -> tuple[str, int]:
+        # The CLI's own checks (e.g. a stack output missing) print their error line on the server's terminal.
+        return render_template("error.html", message="the stack refused: see the console's terminal"), 502
 
     @app.get("/")
     def refunds() -> str:
