@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import urllib.parse
 import uuid
@@ -66,12 +67,15 @@ def refunds(local_stack: LocalStack) -> Refunds:
     # Windows of 60 s for the scripted successes: five cold starts side by side on a loaded machine can outlast the
     # fast policy's 12 s window (the refund would close UNRESOLVED before its final answer).
     roomy = ["--interval", "1", "--window", "60"]
+    # Long enough for the starter to start an execution even on a loaded machine (a window that closes before the
+    # first inquiry returns is closed by the starter itself, with no execution to draw), short enough to wait for.
+    short = ["--interval", "1", "--window", "15"]
     done = run_cli_concurrently(
         local_stack.cwd,
         [
             [*send, sent.succeeded, "--correlation-id", sent.correlation, *roomy],
-            [*send, sent.unresolved, "--interval", "1", "--window", "4"],
-            [*send, sent.twelve_polls, *roomy],
+            [*send, sent.unresolved, *short],
+            [*send, sent.twelve_polls, "--interval", "1", "--window", "300"],  # 12 polls, however slow each
             [*send, sent.hostile, *roomy],
             [*send, sent.polling, "--interval", "10", "--window", "120"],
             ["send", "--no-validate", "--raw", sent.invalid_body],
@@ -255,7 +259,7 @@ def test_an_unresolved_refund_says_what_it_means_and_its_graph_does_not_end_gree
 
     # Sent again: a second window, shown above the first, each with its own chart and graph.
     first = closed(local_stack, key)["executionArn"]
-    again = local_stack.cli("send", "--provider", "antom", "--refund-request-id", refunds.unresolved, "--window", "3")
+    again = local_stack.cli("send", "--provider", "antom", "--refund-request-id", refunds.unresolved, "--window", "15")
     assert again.returncode == 0, again.stderr
     eventually(lambda: (item := closed(local_stack, key)) and item["executionArn"] != first, timeout=60)
     browser.get(console.refund(key))
@@ -332,7 +336,7 @@ def test_the_page_load_of_a_refund_with_12_polls_is_measured(
     local_stack: LocalStack, refunds: Refunds, console: Console, browser: Chrome
 ) -> None:
     key = refunds.key(refunds.twelve_polls)
-    item = closed(local_stack, key, timeout=90)
+    item = closed(local_stack, key, timeout=300)
     assert item["polls"] == 12, item
 
     loads = []
@@ -362,7 +366,7 @@ def test_a_window_whose_execution_the_item_does_not_name_is_found_by_its_executi
     # A short window can close before the starter records its execution's ARN (that write is conditional on the
     # window being open): the item then has a window id but no executionArn.
     key = refunds.key(refunds.twelve_polls)
-    closed(local_stack, key, timeout=90)
+    closed(local_stack, key, timeout=300)
     dynamodb = local_stack.target.client("dynamodb")
     table = local_stack.state["outputs"]["ResultsTableName"]
     dynamodb.update_item(TableName=table, Key={"pk": {"S": key}}, UpdateExpression="REMOVE executionArn")
@@ -371,3 +375,15 @@ def test_a_window_whose_execution_the_item_does_not_name_is_found_by_its_executi
 
     assert len(browser.find_elements(By.CSS_SELECTOR, "article.latest svg.chart circle.poll")) == 12
     assert "found by its name" in browser.find_element(By.CSS_SELECTOR, "article.latest").text
+
+
+def test_a_port_in_use_is_one_error_line(local_stack: LocalStack) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = local_stack.cli("console", "--port", str(port), timeout=30)
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+    assert "hint: choose another --port" in done.stderr and "Traceback" not in done.stderr

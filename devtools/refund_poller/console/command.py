@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import webbrowser
 from typing import Annotated
 
 import typer
 
 from refund_poller.cli import options
+from refund_poller.cli.errors import fail
 from refund_poller.cli.render import stdout
 from refund_poller.cli.target import resolve_target
 
@@ -49,8 +51,17 @@ def console(
 
     target = resolve_target(stack_name, profile, region, endpoint_url)
     settings = ConsoleSettings(SharedClients.of(target), allow_redrive=allow_redrive or not target.on_aws)
-    server = make_server(LOOPBACK, port, create_app(settings), threaded=True)
-    bound = server.server_port
+    # Bound here, not by werkzeug, whose own refusal of a port in use is a multi-line message and exit status 1.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind((LOOPBACK, port))
+    except OSError as exc:
+        listener.close()
+        fail(f"cannot listen on {LOOPBACK}:{port}: {exc.strerror or exc}", hint="choose another --port, or 0 for any")
+    listener.listen()
+    bound = listener.getsockname()[1]
+    server = make_server(LOOPBACK, bound, create_app(settings), threaded=True, fd=listener.fileno())
+    listener.close()  # the server works on its own duplicate of the socket
     settings.allowed_hosts = {f"{LOOPBACK}:{bound}", f"localhost:{bound}"}
     url = f"http://{LOOPBACK}:{bound}/"
     stdout.print(f"refund console on {url} ({target.where}); Ctrl-C stops it", markup=False)
