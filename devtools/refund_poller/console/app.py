@@ -193,7 +193,7 @@ class Window:
 
 def _window(execution: Execution, item: dict[str, Any], definition: dict[str, Any], latest: bool) -> Window:
     notified = None
-    if latest and item.get("source") == "notification":
+    if latest and (item.get("notifiedAt") or item.get("source") == "notification"):
         notified = str(item.get("notifiedAt") or item.get("resolvedAt") or "")
     closed_with = str(item.get("status")) if latest and item.get("pollingState") != "POLLING" else None
     marks = chart.marks(execution.steps, notified, closed_with)
