@@ -11,7 +11,7 @@ PYTHON ?= $(if $(PYTHON313),$(PYTHON313),python3)
 # `sam build` looks for python3.13 on PATH.
 export PATH := $(if $(PYTHON313),$(dir $(PYTHON313)):,)$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install lint typecheck scan test demo bench soak clean
+.PHONY: help install browser lint typecheck scan test demo bench soak clean
 
 help:
 	@echo "make demo   run the demo (starts what it needs)"
@@ -59,8 +59,20 @@ scan: install $(SCAN_VENV)/.installed
 	PIP_AUDIT_UNREACHABLE=$${PIP_AUDIT_UNREACHABLE:-warn} \
 		$(BIN)/python -m tests.reliability.pip_audit_check $(SCAN_BIN)/pip-audit layers/refund_core/requirements.txt
 
+# The console's browser tests (tests/e2e/test_console.py) drive Debian's chromium through Debian's chromedriver:
+# installed here when missing (root, as on CI), never a browser downloaded by a test tool.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and chromium-driver (Debian) for the console's browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "make browser: chromium and chromium-driver are missing and this is not root:" \
+			"sudo apt-get install chromium chromium-driver (the console's browser tests skip without them)" >&2; \
+	fi
+
 # The official Antom SDK's venv too: tests/integration/test_official_sdk.py runs its client against the sandbox.
-test: lint typecheck scan bench/.venv-sdk/.installed
+test: lint typecheck scan browser bench/.venv-sdk/.installed
 	$(BIN)/pytest
 
 demo: install

@@ -20,6 +20,7 @@ from refund_poller.cli import (
     trace_cmd,
 )
 from refund_poller.cli.errors import OneLineErrorsGroup
+from refund_poller.console import command as console_cmd
 
 app = typer.Typer(
     name="refund-poller",
@@ -63,6 +64,7 @@ app.command("invoke")(invoke_cmd.invoke)
 app.command("sandbox")(sandbox_cmd.sandbox)
 app.command("inquire")(inquire_cmd.inquire)
 app.command("notify")(notify_cmd.notify)
+app.command("console")(console_cmd.console)
 
 if __name__ == "__main__":
     app()
