@@ -15,7 +15,7 @@ import pytest
 from refund_core.aws.executions import ExecutionNameConflictError
 from refund_core.domain.inquiry import InquiryMessage
 from refund_core.domain.outcome import Status
-from refund_core.store import SUPERSEDED_REASON
+from refund_core.store import SUPERSEDED_REASON, Window
 from tests.integration.core_support import Core, answer, core  # the fixture
 
 __all__ = ["core"]
@@ -164,3 +164,25 @@ def test_a_superseded_loop_writes_nothing_and_ends(core: Core) -> None:
     assert item is not None
     assert (item["polls"], item["status"], item["pollingState"]) == (polls_before, "PROCESSING", "POLLING")
     assert core.capture.drain() == []  # and no result event
+
+
+def test_the_item_names_its_execution_even_when_the_window_closed_before_start_execution_returned(
+    core: Core,
+) -> None:
+    """A short window on a busy account can close (here: a notification) while StartExecution is in flight."""
+    start = core.executions.start
+
+    def slow_start(name: str, state: Any) -> str:
+        arn = start(name, state)
+        key = "antom#shop-1#rr:R slow/起动"
+        item = core.store.get(key)
+        assert item is not None and item["pollingState"] == "POLLING"
+        core.store.close(key, Window.from_state(state), Status.UNRESOLVED, "window closed", now=core.clock())
+        return arn
+
+    core.executions.start = slow_start  # type: ignore[method-assign]
+    result = core.send({"provider": "antom", "merchant": "shop-1", "refundRequestId": "R slow/起动"})
+
+    item = core.store.get("antom#shop-1#rr:R slow/起动")
+    assert item is not None and item["pollingState"] != "POLLING"
+    assert result.execution_arn and item.get("executionArn") == result.execution_arn

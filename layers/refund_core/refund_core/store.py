@@ -311,9 +311,13 @@ class DynamoDbRefundStore:
         return ok
 
     def set_execution(self, key: str, window: Window, execution_arn: str) -> bool:
-        """Record the loop's ARN; False when the window was superseded meanwhile (that loop will end itself)."""
+        """Record the loop's ARN; False when the window was superseded meanwhile (that loop will end itself).
+
+        Still recorded when the window closed already (a short window on a busy account can close before
+        StartExecution returns): the item must name the execution that polled it, for ``trace`` and the console.
+        """
         update = _Update().set("executionArn", execution_arn)
-        ok, _ = self._apply(key, update, update.in_window(window))
+        ok, _ = self._apply(key, update, update.of_window(window))
         return ok
 
     # -- a window's writes ------------------------------------------------------------------------------------
@@ -682,10 +686,13 @@ class _Update:
 
     def in_window(self, window: Window) -> str:
         """The item is still in ``window`` and polling: the condition of every write a loop makes."""
-        polling = f"{self.name('pollingState')} = {self.value(POLLING)}"
+        return f"{self.of_window(window)} AND {self.name('pollingState')} = {self.value(POLLING)}"
+
+    def of_window(self, window: Window) -> str:
+        """The item's window is still ``window`` (polling or closed)."""
         if window.window_id is None:
-            return f"{self.generation_is(window.generation)} AND {polling}"
-        return f"{self.name('windowId')} = {self.value(window.window_id)} AND {polling}"
+            return self.generation_is(window.generation)
+        return f"{self.name('windowId')} = {self.value(window.window_id)}"
 
 
 def _tail_fields(update: _Update, tail: Mapping[str, Any], *, pending: bool) -> None:
