@@ -14,6 +14,7 @@ import pytest
 from refund_core.domain.inquiry import item_key
 from refund_poller.devstack import FAST_POLICY, DevStack
 from refund_poller.local.scheduler import SchedulerSettings
+from refund_poller.sandbox.notifications import NotifyTarget
 from tests.integration.stack_support import send, store
 from tests.integration.test_cli_inquire import run_cli
 
@@ -169,26 +170,28 @@ def test_duplicate_and_late_firings_ask_nothing(stack: DevStack) -> None:
     assert {f: after.get(f) for f in fields} == {f: item.get(f) for f in fields}
 
 
-def test_a_final_status_from_another_channel_stops_the_pending_attempt(stack: DevStack) -> None:
+def test_a_verified_notification_stops_the_pending_attempt(stack: DevStack) -> None:
     rid = "processing60-success--notified"
     key = item_key("antom", "default", refund_request_id=rid)
     stack.cloud.scheduler.time_scale = 1.0
     try:
         send(stack, {"provider": "antom", "refundRequestId": rid})
-        wait_item(stack, key, lambda i: i.get("pollingState") == "TAIL")
-        # What a verified notification writes (issue 11): the final status, on the item, by its key.
-        stack.client("dynamodb").update_item(
-            TableName=str(stack.outputs["ResultsTableName"]),
-            Key={"pk": {"S": key}},
-            UpdateExpression="SET #s = :s, #f = :t",
-            ExpressionAttributeNames={"#s": "status", "#f": "final"},
-            ExpressionAttributeValues={":s": {"S": "SUCCESS"}, ":t": {"BOOL": True}},
-        )
+        waiting = wait_item(stack, key, lambda i: i.get("pollingState") == "TAIL")
+        # The provider's signed push, through the stack's notification endpoint (issue 11).
+        target = NotifyTarget(url=f"{stack.notify_base_url}/notify/antom/default", merchant="default")
+        stack.sandbox.push("antom", target, "SUCCESS", str(waiting["refundId"]), rid)
+        notified = wait_item(stack, key, lambda i: i.get("final") is True)
     finally:
         stack.cloud.scheduler.time_scale = FAST
+    assert (notified["status"], notified["source"], notified["pollingState"]) == ("SUCCESS", "notification", "IDLE")
+    assert "nextPollAt" not in notified
     time.sleep(4)  # the attempt fires (compressed) and finds the refund final
     assert provider_polls(stack, rid) == 1
-    assert "tailHistory" not in (store(stack).get(key) or {})
+    after = store(stack).get(key) or {}
+    assert "tailHistory" not in after and after["status"] == "SUCCESS"
+    assert [e["detail"]["status"] for e in events_for(stack, rid) if e["detail-type"] == "Refund Inquiry Finished"] == [
+        "SUCCESS"
+    ]
 
 
 def test_a_deleted_merchant_profile_ends_the_tail_with_an_error(stack: DevStack) -> None:
