@@ -208,7 +208,8 @@ class InquiryService:
         if written.outcome == "superseded":
             decision = Decision("done", observation.status)
             reason = SUPERSEDED_REASON if written.item else "no item for this refund (never claimed, or deleted)"
-            new_state["decision"] = {**decision.to_state(), "reason": reason}
+            # superseded (and conflict below) appear only when they hold: the state machine tests them with IsPresent.
+            new_state["decision"] = {**decision.to_state(), "reason": reason, "superseded": True}
             return PollResult(new_state, observation, decision, None, superseded=True)
         outcome = None
         if decision.next != "wait" or written.outcome == "closed":
@@ -217,7 +218,7 @@ class InquiryService:
             if written.outcome == "closed" or written.conflict:  # the stored outcome is what this window ended with
                 decision = Decision("fail" if stored is Status.ERROR else "done", stored)
             self.publish_pending(key, written.item)
-        new_state["decision"] = decision.to_state()
+        new_state["decision"] = decision.to_state() | ({"conflict": True} if written.conflict else {})
         return PollResult(new_state, observation, decision, outcome, final_conflict=written.conflict)
 
     def publish_pending(self, key: str, item: Mapping[str, Any]) -> int:
