@@ -86,10 +86,16 @@ def trace(
     if found is None:
         missing(target, provider, merchant, refund_id, refund_request_id)
     key, item = found
-    windows, notes = refund_windows(target, key, item)
     if as_json:
+        windows, notes = refund_windows(target, key, item)
         print_json(_as_json(target, item, windows, notes))
         return
+    print_trace(target, key, item)
+
+
+def print_trace(target: Target, key: str, item: dict[str, Any]) -> None:
+    """The refund's windows for people (also the demo's closing example)."""
+    windows, notes = refund_windows(target, key, item)
     _print_title(item)
     if not windows:
         _print_without_execution(item, notes)
