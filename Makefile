@@ -23,9 +23,10 @@ $(BIN)/python:
 	@echo "creating $(VENV) with $(PYTHON) …"
 	$(PYTHON) -m venv $(VENV)
 
-# pip's own lines are the progress (one per package); "already satisfied" lines are left out.
+# pip's own lines are the progress (one per package); "already satisfied" lines and warnings about index
+# locations that do not exist (a machine-wide pip configuration) are left out.
 PIP_INSTALL = set -o pipefail; $(BIN)/python -m pip install --progress-bar off --disable-pip-version-check
-PIP_PROGRESS = grep -v --line-buffered '^Requirement already satisfied' || true
+PIP_PROGRESS = grep -v --line-buffered -e '^Requirement already satisfied' -e 'is ignored: it is neither a file nor a directory' || true
 
 # The demo's needs only: the runtime, the CLI and the local stack (moto). `make test` adds the checks.
 $(VENV)/.installed-runtime: pyproject.toml layers/refund_core/requirements.txt | $(BIN)/python
