@@ -284,7 +284,8 @@ def _answers(endpoint_url: str) -> bool:
 
 
 def _is_local_up(pid: int) -> bool:
-    """Whether the process is a ``refund-poller local up`` (a pid from an old state file may now be a stranger).
+    """Whether the process is a ``refund-poller local up`` or ``demo --keep`` (a pid from an old state file may now
+    be a stranger).
 
     Only checked where /proc exists; elsewhere the pid is trusted.
     """
@@ -294,4 +295,6 @@ def _is_local_up(pid: int) -> bool:
         return not Path("/proc/self").exists()
     except OSError:
         return False
-    return b"up" in arguments and any(b"refund" in argument for argument in arguments)
+    # `local up`, or `demo --keep` (which runs its stack on in the same way).
+    runs_stack = b"up" in arguments or (b"demo" in arguments and b"--keep" in arguments)
+    return runs_stack and any(b"refund" in argument for argument in arguments)
