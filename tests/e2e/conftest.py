@@ -111,7 +111,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     process = subprocess.Popen([*CLI, "local", "up", "--fast"], cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
     state_file = cwd / STATE_FILE
     try:
-        eventually(lambda: state_file.exists() or process.poll() is not None, timeout=60, every=0.2)
+        eventually(lambda: state_file.exists() or process.poll() is not None, timeout=180, every=0.2)
         assert process.poll() is None, (cwd / UP_OUTPUT).read_text()
         yield LocalStack(cwd, json.loads(state_file.read_text()), process)
     finally:
