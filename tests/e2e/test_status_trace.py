@@ -37,12 +37,13 @@ def closed(local_stack: LocalStack) -> dict[str, str]:
         "unresolved": f"processing--st-{run}",
         "twice": f"processing--twice-st-{run}",
     }
+    # Windows long enough that the starter's first inquiry (slow on a loaded machine) leaves room for polling.
     for refund in refunds.values():
-        _send(local_stack, refund, "--window", "4")
+        _send(local_stack, refund, "--window", "12")
     for refund in refunds.values():
         local_stack.closed_item(f"antom#default#rr:{refund}", timeout=60)
     # The UNRESOLVED refund sent again: a second window (g2) with its own execution.
-    _send(local_stack, refunds["twice"], "--window", "3")
+    _send(local_stack, refunds["twice"], "--window", "12")
     eventually(
         lambda: local_stack.closed_item(f"antom#default#rr:{refunds['twice']}", timeout=60).get("generation") == 2,
         timeout=60,

@@ -155,7 +155,8 @@ def status_rows(item: Mapping[str, Any], now: float | None = None) -> list[tuple
         ("kept until", "expiresAt"),
     ):
         if item.get(name):
-            proven = {True: ", answer verified", False: ", answer NOT verified"}.get(item.get("finalVerified"), "")
+            verified = item.get("finalVerified")
+            proven = "" if verified is None else (", answer verified" if verified else ", answer NOT verified")
             rows.append((label, human_time(item[name], now) + (proven if name == "finalAt" else "")))
         take(name, "finalVerified")
     if item.get("generation") or item.get("windowId"):
