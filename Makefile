@@ -14,18 +14,31 @@ export PATH := $(if $(PYTHON313),$(dir $(PYTHON313)):,)$(CURDIR)/$(BIN):$(PATH)
 .PHONY: help install browser lint typecheck scan test demo bench soak clean
 
 help:
-	@echo "make demo   run the demo (starts what it needs)"
+	@echo "make demo   run the demo (installs only what it needs, then starts it)"
 	@echo "make test   install, then ruff, mypy and pytest"
 	@echo "make bench  run the benchmarks in bench/ and refresh bench/README.md"
 	@echo "make soak   run the long reliability run (10 minutes, 30 % provider chaos)"
 
 $(BIN)/python:
+	@echo "creating $(VENV) with $(PYTHON) …"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml layers/refund_core/requirements.txt package-lock.json | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	npm ci --silent --no-audit --no-fund
+# pip's own lines are the progress (one per package); "already satisfied" lines and warnings about index
+# locations that do not exist (a machine-wide pip configuration) are left out.
+PIP_INSTALL = set -o pipefail; $(BIN)/python -m pip install --progress-bar off --disable-pip-version-check
+PIP_PROGRESS = grep -v --line-buffered -e '^Requirement already satisfied' -e 'is ignored: it is neither a file nor a directory' || true
+
+# The demo's needs only: the runtime, the CLI and the local stack (moto). `make test` adds the checks.
+$(VENV)/.installed-runtime: pyproject.toml layers/refund_core/requirements.txt | $(BIN)/python
+	@echo "installing what the demo needs (runtime, CLI, local stack) into $(VENV) …"
+	$(PIP_INSTALL) -e '.[demo]' 2>&1 | { $(PIP_PROGRESS); }
+	touch $@
+
+$(VENV)/.installed: pyproject.toml layers/refund_core/requirements.txt package-lock.json $(VENV)/.installed-runtime
+	@echo "installing the development tools (checks, SAM CLI, stubs, asl-validator) into $(VENV) …"
+	$(PIP_INSTALL) --upgrade pip 2>&1 | { $(PIP_PROGRESS); }
+	$(PIP_INSTALL) -e '.[dev]' 2>&1 | { $(PIP_PROGRESS); }
+	npm ci --no-audit --no-fund
 	touch $@
 
 install: $(VENV)/.installed
@@ -75,7 +88,7 @@ browser:
 test: lint typecheck scan browser bench/.venv-sdk/.installed
 	$(BIN)/pytest
 
-demo: install
+demo: $(VENV)/.installed-runtime
 	$(BIN)/refund-poller demo
 
 # The official Antom SDK, for comparison (bench) and compatibility (test_official_sdk.py) only, in its own venv:

@@ -27,6 +27,7 @@ EVENTS = REPO / "events"
 _SCRIPT = Path(sys.executable).parent / "refund-poller"
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "refund_poller.cli.main"]
 STATE_FILE = Path(".refund-poller") / "local-stack.json"
+UP_OUTPUT = "local-up.out"  # what `local up` printed, beside its state file
 PIPE = subprocess.PIPE
 CompletedCli = subprocess.CompletedProcess[str]
 
@@ -77,7 +78,7 @@ class LocalStack:
 
     cwd: Path
     state: dict[str, Any]
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return run_cli(self.cwd, *args, timeout=timeout)
@@ -102,6 +103,10 @@ class LocalStack:
         found: dict[str, Any] = eventually(closed, timeout=timeout, every=0.2)
         return found
 
+    def printed(self) -> str:
+        """What `local up` has printed so far."""
+        return (self.cwd / UP_OUTPUT).read_text(encoding="utf-8", errors="replace")
+
     def dlq_messages(self) -> list[DlqMessage]:
         return peek(self.target.client("sqs"), self.state["outputs"]["InquiryDLQUrl"], None)
 
@@ -109,17 +114,19 @@ class LocalStack:
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     cwd = tmp_path_factory.mktemp("local-up")
-    process = subprocess.Popen(
-        [*CLI, "local", "up", "--fast"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    # Its output (a line per message, poll, close, event and DLQ entry) goes to a file the tests read: a pipe
+    # nobody reads would fill up and block it.
+    output = (cwd / UP_OUTPUT).open("w")
+    process = subprocess.Popen([*CLI, "local", "up", "--fast"], cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
     state_file = cwd / STATE_FILE
     try:
-        eventually(lambda: state_file.exists() or process.poll() is not None, timeout=60, every=0.2)
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        eventually(lambda: state_file.exists() or process.poll() is not None, timeout=180, every=0.2)
+        assert process.poll() is None, (cwd / UP_OUTPUT).read_text()
         yield LocalStack(cwd, json.loads(state_file.read_text()), process)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+        output.close()
     assert not state_file.exists(), "local up leaves no state file behind"
 
 

@@ -72,7 +72,7 @@ def test_status_prints_a_table_and_trace_a_timeline_for_people(
         ],
     )
 
-    assert status.returncode == 0 and "SUCCESS" in status.stdout and "executionArn" in status.stdout
+    assert status.returncode == 0 and "SUCCESS" in status.stdout and "execution      arn:aws:states:" in status.stdout
     assert trace.returncode == 0 and "first inquiry" in trace.stdout and "execution arn:aws:states:" in trace.stdout
 
 

@@ -246,13 +246,66 @@ def test_the_poll_passes_and_returns_the_whole_state(states: dict[str, State]) -
     assert states[task["Next"]]["Type"] == "Choice"
 
 
+# The terminal state each decision ends in: its name tells the outcome in the console's graph.
+OUTCOME_STATES = {
+    ("done", "SUCCESS", ()): "Refund succeeded",
+    ("done", "FAIL", ()): "Refund failed",
+    ("done", "NOT_FOUND", ()): "Not found",
+    ("done", "UNRESOLVED", ()): "Unresolved at window close",
+    ("done", "UNRESOLVED", ("tail",)): "Handed to long tail",
+    ("done", "PROCESSING", ("superseded",)): "Superseded by newer window",
+    ("done", "SUCCESS", ("superseded",)): "Superseded by newer window",
+    ("done", "SUCCESS", ("conflict",)): "Final status contradicted",
+    ("done", "FAIL", ("conflict",)): "Final status contradicted",
+    ("fail", "ERROR", ()): "Provider refused inquiry",
+    ("wait", "PROCESSING", ()): "Wait for next poll",
+}
+
+
+def choose(choice: State, state: dict[str, Any]) -> str:
+    """The Choice state's target for ``state``, with the subset of ASL the definition uses (And, StringEquals,
+    IsPresent on $.a.b paths), evaluated as Step Functions does: the first matching rule, else Default."""
+
+    def value(path: str) -> Any:
+        found: Any = state
+        for part in path.removeprefix("$.").split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        return found
+
+    def holds(rule: dict[str, Any]) -> bool:
+        if "And" in rule:
+            return all(holds(inner) for inner in rule["And"])
+        if "IsPresent" in rule:
+            return (value(rule["Variable"]) is not None) is bool(rule["IsPresent"])
+        return bool(value(rule["Variable"]) == rule["StringEquals"])
+
+    return str(next((rule["Next"] for rule in choice["Choices"] if holds(rule)), choice["Default"]))
+
+
 def test_the_choice_after_a_poll_reads_only_the_decision_the_function_returns(states: dict[str, State]) -> None:
     choice = states[poll_task(states)["Next"]]
-    rules = {rule["StringEquals"]: states[rule["Next"]]["Type"] for rule in choice["Choices"]}
 
-    assert {rule["Variable"] for rule in choice["Choices"]} == {"$.decision.next"}
-    assert rules == {"wait": "Wait", "done": "Succeed", "fail": "Fail"}
+    def variables(rule: dict[str, Any]) -> set[str]:
+        return set().union(*(variables(r) for r in rule["And"])) if "And" in rule else {rule["Variable"]}
+
+    read = set().union(*(variables(rule) for rule in choice["Choices"]))
+    assert {path.rsplit(".", 1)[0] for path in read} == {"$.decision"}
     assert states[choice["Default"]]["Type"] == "Fail"
+    assert choose(choice, {"decision": {"next": "done", "status": "NOT_KNOWN_YET"}}) == "Outcome recorded"
+
+
+@pytest.mark.parametrize(("decision", "terminal"), OUTCOME_STATES.items(), ids=lambda v: str(v))
+def test_each_outcome_ends_in_a_terminal_state_named_after_it(
+    states: dict[str, State], decision: tuple[str, str, tuple[str, ...]], terminal: str
+) -> None:
+    next_, status, flags = decision
+    choice = states[poll_task(states)["Next"]]
+
+    reached = choose(choice, {"decision": {"next": next_, "status": status, **dict.fromkeys(flags, True)}})
+
+    assert reached == terminal
+    expected_type = {"wait": "Wait", "done": "Succeed", "fail": "Fail"}[next_]
+    assert states[reached]["Type"] == expected_type
 
 
 def test_lambda_errors_are_retried_with_backoff_and_jitter(states: dict[str, State]) -> None:
@@ -741,3 +794,26 @@ def test_the_error_path_of_a_superseded_window_writes_nothing_and_publishes_noth
     assert newer is not None and newer["pollingState"] == "POLLING"
     assert store(stack).get(key) == newer  # the newer window's item, untouched
     assert refund_events(stack, "refundId", refund) == []
+
+
+def test_each_outcome_of_a_real_run_ends_in_the_terminal_state_named_after_it(stack: DevStack) -> None:
+    run = uuid.uuid4().hex[:8]
+    cases = {
+        f"processing1-success--named-{run}": "Refund succeeded",
+        f"processing1-fail--named-{run}": "Refund failed",
+        f"processing1-notfound--named-{run}": "Not found",
+        f"processing--named-{run}": "Unresolved at window close",
+    }
+    keys = {refund: item_key("antom", "default", refund_request_id=refund) for refund in cases}
+    send(stack, *({"provider": "antom", "refundRequestId": r, "polling": {"maxDurationSeconds": 6}} for r in cases))
+    arns = {refund: execution_of(stack, key) for refund, key in keys.items()}
+    wait_closed(stack, list(keys.values()), timeout=60)
+
+    for refund, terminal in cases.items():
+        execution = wait_execution(stack, arns[refund], timeout=30)
+        ends = [
+            e["stateEnteredEventDetails"]["name"]
+            for e in history(stack, arns[refund])
+            if e["type"] == "SucceedStateEntered"
+        ]
+        assert (execution["status"], ends) == ("SUCCEEDED", [terminal]), refund

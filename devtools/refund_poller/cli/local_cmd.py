@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from refund_poller.cli.activity import ActivityPrinter, keep_result_events, log_dir
 from refund_poller.cli.aws_errors import EXIT_FAILURE
 from refund_poller.cli.errors import fail
 from refund_poller.cli.local_state import (
@@ -27,6 +28,7 @@ from refund_poller.cli.local_state import (
 )
 from refund_poller.cli.options import Json
 from refund_poller.cli.render import print_json, stdout
+from refund_poller.cli.target import local_target
 
 if TYPE_CHECKING:
     from refund_poller.devstack import DevStack
@@ -39,14 +41,20 @@ def up(
     fast: Annotated[bool, typer.Option("--fast", help="Poll every 1 s for 12 s instead of 5 s for 60 s.")] = False,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the emulated AWS endpoint; 0: any.")] = 0,
     sandbox_port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the provider sandbox; 0: any.")] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print no line per message, poll, close, event and DLQ entry.")
+    ] = False,
 ) -> None:
     """Run the local stack in the foreground: emulated AWS, the provider sandbox and the deployed template.
 
     Deploys template.yaml into moto (queues, table, state machine, functions run in local workers), starts
     the provider sandbox with merchant profiles stored as secrets, prints the endpoints and writes
     .refund-poller/local-stack.json so that the other commands run in this directory or any subfolder find
-    the stack. Stops on Ctrl-C, SIGTERM or `refund-poller local down` (from another terminal) and removes the
-    state file. Refuses to start a second stack where one already runs (here or in a parent directory).
+    the stack. Then prints one line per message handled, poll, window closed, result event and DLQ entry
+    (`--quiet`: none); the functions' whole logs are in .refund-poller/local/logs/ (`refund-poller logs`), the
+    result events in a CloudWatch Logs group (`refund-poller events`). Stops on Ctrl-C, SIGTERM or
+    `refund-poller local down` (from another terminal) and removes the state file. Refuses to start a second
+    stack where one already runs (here or in a parent directory).
 
     Examples:
 
@@ -66,12 +74,18 @@ def up(
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack = _started(fast, port, sandbox_port)
+        activity: ActivityPrinter | None = None
         try:
-            state = _state_of(stack, fast)
+            state = state_of(stack, fast)
+            activity = _activity(state, quiet)
             write_state(state)
             _announce(state)
+            if activity is not None:
+                activity.start()
             threading.Event().wait()  # until Ctrl-C or SIGTERM
         finally:
+            if activity is not None:
+                activity.stop()
             remove_state(pid=os.getpid())
             stack.stop()
     except KeyboardInterrupt:
@@ -98,7 +112,21 @@ def _started(fast: bool, port: int, sandbox_port: int) -> DevStack:
         fail(f"cannot start the local stack: {exc}", hint="try --port 0 and --sandbox-port 0", exit_code=EXIT_FAILURE)
 
 
-def _state_of(stack: DevStack, fast: bool) -> LocalStackState:
+def _activity(state: LocalStackState, quiet: bool) -> ActivityPrinter | None:
+    """Keeps the result events for `refund-poller events`; the activity lines unless quiet."""
+    target = local_target(state)
+    keep_result_events(target.client("events"), target.client("logs"), state.outputs.get("EventBusName", "default"))
+    if quiet:
+        return None
+    return ActivityPrinter(
+        log_dir(STATE_FILE.resolve()),
+        target.client,
+        state.outputs["InquiryDLQUrl"],
+        lambda line: stdout.print(line, markup=False, highlight=False),
+    )
+
+
+def state_of(stack: DevStack, fast: bool) -> LocalStackState:
     from refund_poller.local.server import REGION
 
     return LocalStackState(
@@ -130,6 +158,7 @@ def _announce(state: LocalStackState) -> None:
         f"  state file     {STATE_FILE.resolve()}",
         "try: refund-poller send --provider antom --refund-request-id processing2-success--r1",
         "stop: Ctrl-C here, or `refund-poller local down` from another terminal",
+        "logs: `refund-poller logs --follow`; result events: `refund-poller events --follow`",
     ]
     for line in lines:
         stdout.print(line, markup=False)
@@ -257,7 +286,8 @@ def _answers(endpoint_url: str) -> bool:
 
 
 def _is_local_up(pid: int) -> bool:
-    """Whether the process is a ``refund-poller local up`` (a pid from an old state file may now be a stranger).
+    """Whether the process is a ``refund-poller local up`` or ``demo --keep`` (a pid from an old state file may now
+    be a stranger).
 
     Only checked where /proc exists; elsewhere the pid is trusted.
     """
@@ -267,4 +297,6 @@ def _is_local_up(pid: int) -> bool:
         return not Path("/proc/self").exists()
     except OSError:
         return False
-    return b"up" in arguments and any(b"refund" in argument for argument in arguments)
+    # `local up`, or `demo --keep` (which runs its stack on in the same way).
+    runs_stack = b"up" in arguments or (b"demo" in arguments and b"--keep" in arguments)
+    return runs_stack and any(b"refund" in argument for argument in arguments)

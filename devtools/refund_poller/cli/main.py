@@ -13,6 +13,7 @@ from refund_poller.cli import (
     inquire_cmd,
     invoke_cmd,
     local_cmd,
+    logs_cmd,
     notify_cmd,
     sandbox_cmd,
     send_cmd,
@@ -59,6 +60,8 @@ app.command("demo")(demo_cmd.demo)
 app.command("send")(send_cmd.send)
 app.command("status")(status_cmd.status)
 app.command("trace")(trace_cmd.trace)
+app.command("logs")(logs_cmd.logs)
+app.command("events")(logs_cmd.events)
 app.add_typer(dlq_cmd.app, name="dlq")
 app.command("invoke")(invoke_cmd.invoke)
 app.command("sandbox")(sandbox_cmd.sandbox)

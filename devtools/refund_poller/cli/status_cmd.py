@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from refund_poller.cli import options
+from refund_poller.cli.item_view import json_item, status_table
 from refund_poller.cli.refunds import require_item
-from refund_poller.cli.render import fields_table, print_json, stdout
+from refund_poller.cli.render import print_json, stdout
 from refund_poller.cli.target import resolve_target
 
 
@@ -21,9 +22,10 @@ def status(
 ) -> None:
     """Show what the stack has stored about one refund, found by either id.
 
-    The stored item: status (SUCCESS, FAIL, PROCESSING, NOT_FOUND, UNKNOWN, UNRESOLVED or ERROR), whether it is
-    final, both ids, amount, the provider's last result, polls, poll times and the execution ARN (see
-    `refund-poller trace`). Exit status 1 when the stack has no such refund.
+    The status (SUCCESS, FAIL, PROCESSING, NOT_FOUND, UNKNOWN, UNRESOLVED or ERROR) and what it means first, then
+    why the window ended, the last answer explained, both ids, amount, polling, times (ISO 8601 UTC with "12 s ago")
+    and the execution ARN (see `refund-poller trace`). `--json` prints the whole stored item, its epoch-second
+    fields (windowEndsAt, expiresAt) as ISO strings too. Exit status 1 when the stack has no such refund.
 
     Examples:
 
@@ -36,7 +38,6 @@ def status(
     target = resolve_target(stack_name, profile, region, endpoint_url)
     item = require_item(target, provider, merchant, refund_id, refund_request_id)
     if as_json:
-        print_json(item)
+        print_json(json_item(item))
         return
-    title = f"{provider}/{merchant} {refund_request_id or refund_id}"
-    stdout.print(fields_table(title, item))
+    stdout.print(status_table(f"{provider}/{merchant} {refund_request_id or refund_id}", item))

@@ -12,6 +12,7 @@ into the same events.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ class Step:
     status: str
     decision: str
     detail: str = ""
+    wait_seconds: int | None = None  # a poll that decided to wait: the next poll is planned this much later
+    decided: str | None = None  # a poll's decision status (the window's outcome when it ended the loop)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,24 +49,38 @@ def history(stepfunctions: Any, execution_arn: str) -> list[dict[str, Any]]:
 def history_from_logs(logs: Any, log_group: str, execution_arn: str) -> list[dict[str, Any]]:
     """The execution's history events rebuilt from its log records (``id``, ``type``, ``details``,
     ``event_timestamp``...), in event order. Empty when nothing was delivered (delivery is best effort)."""
-    pattern = '{ $.execution_arn = "' + execution_arn + '" }'
-    events: dict[int, dict[str, Any]] = {}
+    return histories_from_logs(logs, log_group, execution_arn, lambda arn: arn == execution_arn).get(execution_arn, [])
+
+
+def histories_from_logs(
+    logs: Any, log_group: str, arn_prefix: str, wanted: Callable[[str], bool]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every execution whose ARN starts with ``arn_prefix`` (and that ``wanted`` keeps): its history events.
+
+    The filter pattern selects on AWS (a trailing ``*`` in a JSON string value is a wildcard:
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/FilterAndPatternSyntax.html); the check on each record
+    keeps other executions' records out wherever it does not.
+    """
+    pattern = '{ $.execution_arn = "' + arn_prefix + '*" }'
+    found: dict[str, dict[int, dict[str, Any]]] = {}
     token: dict[str, str] = {}
     while True:
         page = logs.filter_log_events(logGroupName=log_group, filterPattern=pattern, **token)
         for log_event in page.get("events", []):
-            event = _history_event(log_event.get("message", ""), execution_arn)
+            record = _json(log_event.get("message", ""))
+            arn = str(record.get("execution_arn", ""))
+            if not arn.startswith(arn_prefix) or not wanted(arn):
+                continue
+            event = _history_event(record)
             if event is not None:
-                events[event["id"]] = event
+                found.setdefault(arn, {})[event["id"]] = event
         if not page.get("nextToken"):
-            return [events[key] for key in sorted(events)]
+            return {arn: [events[key] for key in sorted(events)] for arn, events in found.items()}
         token = {"nextToken": page["nextToken"]}
 
 
-def _history_event(message: str, execution_arn: str) -> dict[str, Any] | None:
-    record = _json(message)
-    # The filter pattern selects on AWS; the check keeps other executions' records out wherever it does not.
-    if record.get("execution_arn") != execution_arn or not str(record.get("id", "")).isdigit():
+def _history_event(record: dict[str, Any]) -> dict[str, Any] | None:
+    if not str(record.get("id", "")).isdigit():
         return None
     kind = str(record.get("type", ""))
     when = datetime.fromtimestamp(int(record.get("event_timestamp", 0)) / 1000, tz=UTC)
@@ -99,20 +116,45 @@ def tail_steps(item: dict[str, Any]) -> list[Step]:
 
 
 def timeline(events: list[dict[str, Any]], item: dict[str, Any]) -> list[Step]:
-    """The readable steps of one execution; the last poll also gets the stored result code and reason."""
+    """The readable steps of one execution; the last poll also gets the stored result code and reason.
+
+    ``item`` is the stored item when this execution is its current window, else empty (an older window: the
+    item's times and result are not this window's).
+    """
     steps: list[Step] = []
+    terminal = terminal_state(events)
     for event in events:
-        step = _step(event, item)
+        step = _step(event, item, terminal)
         if step is not None:
             steps.append(step)
     return _with_last_result(steps, item)
 
 
-def _step(event: dict[str, Any], item: dict[str, Any]) -> Step | None:
+def terminal_state(events: list[dict[str, Any]]) -> str | None:
+    """The name of the Succeed or Fail state the execution ended in (the state machine names them after the
+    outcome), or None while it runs."""
+    for event in reversed(events):
+        if event["type"] in ("SucceedStateEntered", "FailStateEntered"):
+            details = next((v for k, v in event.items() if k.endswith("EventDetails") and isinstance(v, dict)), {})
+            return str(details.get("name") or "") or None
+    return None
+
+
+def started_state(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The execution's input: the starter's state after the first inquiry (deadline, generation, windowId...)."""
+    for event in events:
+        if event["type"] == "ExecutionStarted":
+            return _json(event["executionStartedEventDetails"].get("input"))
+    return {}
+
+
+def _step(event: dict[str, Any], item: dict[str, Any], terminal: str | None) -> Step | None:
     kind, when = event["type"], _time(event["timestamp"])
     if kind == "ExecutionStarted":
         state = _json(event["executionStartedEventDetails"].get("input"))
-        first = str(item.get("firstPollAt") or when)
+        # The item's firstPollAt is its first window's; it times this window's first poll only if not older.
+        first = str(item.get("firstPollAt") or "")
+        first = first if first and first >= str(item.get("claimedAt") or "") else when
         return _poll_step(first, state, "first inquiry, by StartInquiry")
     if kind == "TaskSucceeded":
         output = _json(event["taskSucceededEventDetails"].get("output"))
@@ -122,26 +164,29 @@ def _step(event: dict[str, Any], item: dict[str, Any]) -> Step | None:
         cause = f"{details.get('error', kind)}: {details.get('cause', '')}"
         return Step(when, None, "-", "retry or give up", _short(cause))
     if kind in _END_EVENTS:
-        error = details.get("error")
-        return Step(when, None, "-", kind.removeprefix("Execution").lower(), str(error or ""))
+        said = [terminal or "", str(details.get("error") or "")]
+        return Step(when, None, "-", kind.removeprefix("Execution").lower(), ": ".join(s for s in said if s))
     return None
 
 
 def _poll_step(when: str, state: dict[str, Any], detail: str) -> Step:
     decision = state.get("decision", {})
     verdict = str(decision.get("next", "?"))
+    wait = int(decision["waitSeconds"]) if verdict == "wait" and decision.get("waitSeconds") is not None else None
     if verdict == "wait":
         verdict = f"wait {decision.get('waitSeconds', '?')} s"
     observation = state.get("observation") or {}
     answer = observation.get("status", decision.get("status", "?"))
     said = [
-        f"result {observation['resultCode']}" if observation.get("resultCode") else "",
         observation.get("reason", ""),
+        # The inquiry call's own result code: SUCCESS there means the call worked, not the refund.
+        f"call result {observation['resultCode']}" if observation.get("resultCode") else "",
     ]
     if observation and not observation.get("verified"):
         said.append("unverified")
     detail = "; ".join(str(part) for part in (detail, *said) if part)
-    return Step(when, int(state.get("polls", 0)) or None, str(answer), verdict, detail)
+    decided = str(decision["status"]) if decision.get("status") else None
+    return Step(when, int(state.get("polls", 0)) or None, str(answer), verdict, detail, wait, decided)
 
 
 def _with_last_result(steps: list[Step], item: dict[str, Any]) -> list[Step]:
@@ -151,8 +196,9 @@ def _with_last_result(steps: list[Step], item: dict[str, Any]) -> list[Step]:
     last = polls[-1]
     observation = item.get("lastObservation") or {}
     code = observation.get("resultCode") or (item.get("result") or {}).get("code")
-    words = [f"result {code}" if code else "", str(item.get("reason") or observation.get("reason") or "")]
-    detail = "; ".join(w for w in (steps[last].detail, *words) if w)
+    words = [f"call result {code}" if code else "", str(item.get("reason") or observation.get("reason") or "")]
+    said = steps[last].detail.split("; ") if steps[last].detail else []
+    detail = "; ".join([*said, *(w for w in words if w and w not in said)])
     return [*steps[:last], Step(**{**steps[last].to_json(), "detail": detail}), *steps[last + 1 :]]
 
 

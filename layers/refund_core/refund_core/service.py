@@ -253,7 +253,7 @@ class InquiryService:
         new_state = {**state, "observation": {"status": stored.value, "reason": "provider not called"}}
         if not window.owns(item):
             decision = Decision("done", stored)
-            new_state["decision"] = {**decision.to_state(), "reason": SUPERSEDED_REASON}
+            new_state["decision"] = {**decision.to_state(), "reason": SUPERSEDED_REASON, "superseded": True}
             return PollResult(new_state, observation, decision, None, superseded=True, provider_called=False)
         by_notification = item.get("source") == NOTIFICATION_SOURCE and item.get("reason") == FINAL_BY_NOTIFICATION
         decision = Decision("fail" if stored is Status.ERROR else "done", stored)
@@ -372,7 +372,8 @@ class InquiryService:
         if written.outcome == "superseded":
             decision = Decision("done", observation.status)
             reason = SUPERSEDED_REASON if written.item else "no item for this refund (never claimed, or deleted)"
-            new_state["decision"] = {**decision.to_state(), "reason": reason}
+            # superseded (and conflict below) appear only when they hold: the state machine tests them with IsPresent.
+            new_state["decision"] = {**decision.to_state(), "reason": reason, "superseded": True}
             return PollResult(new_state, observation, decision, None, superseded=True)
         outcome = None
         if decision.next != "wait" or written.outcome == "closed":
@@ -381,10 +382,11 @@ class InquiryService:
             if written.outcome == "closed" or written.conflict:  # the stored outcome is what this window ended with
                 decision = Decision("fail" if stored is Status.ERROR else "done", stored)
             self.publish_pending(key, written.item)
-        new_state["decision"] = decision.to_state()
+        new_state["decision"] = decision.to_state() | ({"conflict": True} if written.conflict else {})
         if tail_next is not None and written.outcome == "written":
             when = iso_time(tail_next.at)
             new_state["decision"]["reason"] = f"long tail: attempt {tail_next.attempt} planned at {when}"
+            new_state["decision"]["tail"] = True  # the execution ends in "Handed to long tail"
             if tail_next.attempt == 1 and self.still_processing_event:
                 self._announce_still_processing(written.item)
             return PollResult(new_state, observation, decision, None, tail_next=tail_next)
