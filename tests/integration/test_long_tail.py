@@ -131,7 +131,8 @@ def test_a_new_message_supersedes_the_pending_attempt(stack: DevStack) -> None:
         args = ("trace", "--provider", "antom", "--refund-request-id", rid, "--endpoint-url", stack.cloud.endpoint_url)
         answer = run_cli(*args, "--json")
         assert answer.returncode == 0, answer.stderr
-        steps = json.loads(answer.stdout)["steps"]
+        shown = ("time", "poll", "status", "decision", "detail")
+        steps = [{k: step[k] for k in shown} for step in json.loads(answer.stdout)["steps"]]
         assert steps == [
             {
                 "time": second["nextPollAt"],
