@@ -225,9 +225,9 @@ def test_a_refund_that_succeeded_after_polls_shows_each_poll_the_path_taken_and_
     ]
     graph = "article.latest svg.graph"
     visited = {g.get_attribute("data-state") for g in browser.find_elements(By.CSS_SELECTOR, f"{graph} g.visited")}
-    assert {"Wait for next poll", "Ask provider", "Refund resolved?", "Outcome recorded"} == visited
+    assert {"Wait for next poll", "Ask provider", "Refund resolved?", "Refund succeeded"} == visited
     last = browser.find_element(By.CSS_SELECTOR, f"{graph} g.last")
-    assert last.get_attribute("data-state") == "Outcome recorded"
+    assert last.get_attribute("data-state") == "Refund succeeded"
     assert "outcome-SUCCESS" in str(last.get_attribute("class"))
     assert browser.find_elements(By.CSS_SELECTOR, f"{graph} path.edge.taken")
     assert browser.find_element(By.ID, "verified").text.startswith("yes")

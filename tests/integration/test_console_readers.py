@@ -37,7 +37,7 @@ def test_an_express_window_is_read_from_the_state_machines_log_records(stack: De
     window: Execution = eventually(read, timeout=20)
 
     assert window.express and window.history_source.startswith("CloudWatch Logs ")
-    assert window.path.count("Ask provider") == 2 and window.path[-1] == "Outcome recorded"
+    assert window.path.count("Ask provider") == 2 and window.path[-1] == "Refund succeeded"
     assert [step.poll for step in window.steps if step.poll is not None] == [1, 2, 3]
     assert window.last_observation["status"] == "SUCCESS" and window.last_observation["verified"] is True
     assert window.notes == []

@@ -140,7 +140,7 @@ def test_a_notification_finalises_a_polling_refund_and_its_loop_ends_without_cal
         next(e for e in reversed(trace) if e["type"] == "TaskStateExited")["stateExitedEventDetails"]["output"]
     )
     assert last_output["decision"]["reason"] == "final by notification"
-    assert entered(trace, "Outcome recorded") == 1
+    assert entered(trace, "Refund succeeded") == 1
     events = events_for(stack, refund_id)
     assert len(events) == 1, events
     assert events[0]["detail"]["source"] == "notification" and events[0]["detail"]["status"] == "SUCCESS"
