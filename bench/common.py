@@ -132,6 +132,8 @@ class PeakRss:
         self.interval = interval
         self.mb = 0.0
         self.cpu_s = 0.0
+        self.root_mb = 0.0
+        """The peak of the measured process alone (its workers not included)."""
         """The sampler's own CPU time: it is a child of this process, so subtract it from children's times."""
         self._process: subprocess.Popen[str] | None = None
 
@@ -149,21 +151,33 @@ class PeakRss:
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:
             out, _ = self._process.communicate("stop\n", timeout=30)
-            peak, _, cpu = out.strip().partition(" ")
-            self.mb, self.cpu_s = float(peak or 0.0), float(cpu or 0.0)
+            peak, cpu, own = [*out.split(), "0", "0", "0"][:3]
+            self.mb, self.cpu_s, self.root_mb = float(peak), float(cpu), float(own)
 
 
 def sample_peak_rss(root: int, interval: float) -> None:
     """The sampler process of :class:`PeakRss`: samples until a line arrives on stdin, then prints the peak."""
     import select
 
-    peak = 0.0
+    peak = own = 0.0
     while True:
         peak = max(peak, process_tree_rss_mb(root, exclude=os.getpid()))
+        own = max(own, process_rss_mb(root))
         ready, _, _ = select.select([sys.stdin], [], [], interval)
         if ready:
-            print(round(peak, 1), round(time.process_time(), 3), flush=True)
+            print(round(peak, 1), round(time.process_time(), 3), round(own, 1), flush=True)
             return
+
+
+def process_rss_mb(pid: int) -> float:
+    """VmRSS of one process (MB); 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def machine() -> dict[str, Any]:

@@ -128,6 +128,7 @@ def main() -> None:
             "stackCpuMsPerPoll": round((cpu_after[0] - cpu_before[0]) * 1000 / max(polls, 1), 2),
             "workersCpuMsPerPoll": round(workers_cpu_s * 1000 / max(polls, 1), 2),
             "loadAverage1m": round(os.getloadavg()[0], 1),
+            "stackPeakRssMb": round(peak.root_mb),
         },
     }
     write_json(RESULTS / f"scale_{n}.json", result)
