@@ -8,7 +8,7 @@ transitions per poll, Lambda durations, requests per poll and per message) and, 
    its interval, StartExecution and state transitions drawn from token buckets (what cannot be served waits
    for the next second, as a throttled retry would), Lambda concurrency as polls in flight;
 
-then writes bench/results/capacity.json and prints the tables quoted in docs/capacity.md. The quotas are the
+then writes bench/results/capacity.json and the table between the markers of docs/capacity.md. The quotas are the
 us-east-1 defaults cited there; every assumption is a named constant below.
 """
 
@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.common import RESULTS, read_json, write_json
+from bench.common import REPO, RESULTS, read_json, write_json
 from bench.run import refund_cost
 
 DAILY_VOLUMES = (100_000, 1_000_000, 10_000_000)
@@ -46,6 +47,7 @@ QUOTAS = {
     "dynamodbNewTableWruPerS": 4000,
     "sqsInFlightMessages": 120_000,
 }
+DOC = REPO / "docs" / "capacity.md"
 DEFAULTS = {"StartInquiryMaxConcurrency": 5, "InquireReservedConcurrency": 50}
 
 
@@ -312,11 +314,21 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def update_doc(table: str) -> None:
+    """Put the table between the markers of docs/capacity.md, so the doc quotes the last run."""
+    begin, end = "<!-- capacity:begin -->", "<!-- capacity:end -->"
+    text = DOC.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    DOC.write_text(pattern.sub(lambda _: f"{begin}\n{table}\n{end}", text), encoding="utf-8")
+
+
 def main() -> None:
     flows = read_json(RESULTS / "stack_flows.json")
     result = model(flows)
     write_json(RESULTS / "capacity.json", result)
-    print(markdown(result))
+    table = markdown(result)
+    update_doc(table)
+    print(table)
     print()
     print(json.dumps(result["perPoll"], indent=2))
 
