@@ -8,7 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +79,24 @@ class SandboxProcess:
         return self.profiles_dir / f"{name}.json"
 
 
-def process_tree_rss_mb(root: int | None = None) -> float:
-    """Resident memory of a process and all its descendants (MB), read from /proc."""
+def scan_pages(ddb: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every page of a DynamoDB Scan with these arguments; a page moto fails to read is read again."""
+    from botocore.exceptions import ClientError
+
+    while True:
+        try:
+            page: dict[str, Any] = ddb.scan(**kwargs)
+        except ClientError:  # moto's Scan can trip over items written meanwhile (HTTP 500): read again
+            time.sleep(0.05)
+            continue
+        yield page
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def process_tree_rss_mb(root: int | None = None, exclude: int | None = None) -> float:
+    """Resident memory of a process and all its descendants but ``exclude`` (MB), read from /proc."""
     root = root or os.getpid()
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -95,6 +111,8 @@ def process_tree_rss_mb(root: int | None = None) -> float:
     total_kb, todo = 0, [root]
     while todo:
         pid = todo.pop()
+        if pid == exclude:
+            continue
         todo.extend(children.get(pid, []))
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -103,6 +121,63 @@ def process_tree_rss_mb(root: int | None = None) -> float:
         except OSError:
             continue
     return total_kb / 1024
+
+
+class PeakRss:
+    """The peak of :func:`process_tree_rss_mb` of this process's tree, sampled every ``interval`` seconds by a
+    process of its own: walking /proc four times a second inside a stack whose services share one interpreter
+    lock took a tenth of that process's CPU from what it measures. ``with PeakRss() as peak: ...; peak.mb``."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.mb = 0.0
+        self.cpu_s = 0.0
+        self.root_mb = 0.0
+        """The peak of the measured process alone (its workers not included)."""
+        """The sampler's own CPU time: it is a child of this process, so subtract it from children's times."""
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> PeakRss:
+        code = "import sys; from bench.common import sample_peak_rss as s; s(int(sys.argv[1]), float(sys.argv[2]))"
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", code, str(os.getpid()), str(self.interval)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            out, _ = self._process.communicate("stop\n", timeout=30)
+            peak, cpu, own = [*out.split(), "0", "0", "0"][:3]
+            self.mb, self.cpu_s, self.root_mb = float(peak), float(cpu), float(own)
+
+
+def sample_peak_rss(root: int, interval: float) -> None:
+    """The sampler process of :class:`PeakRss`: samples until a line arrives on stdin, then prints the peak."""
+    import select
+
+    peak = own = 0.0
+    while True:
+        peak = max(peak, process_tree_rss_mb(root, exclude=os.getpid()))
+        own = max(own, process_rss_mb(root))
+        ready, _, _ = select.select([sys.stdin], [], [], interval)
+        if ready:
+            print(round(peak, 1), round(time.process_time(), 3), round(own, 1), flush=True)
+            return
+
+
+def process_rss_mb(pid: int) -> float:
+    """VmRSS of one process (MB); 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def machine() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark in its own process, compute the cost model, write summary.json and README tables.
 
 Each stack-based benchmark gets its own process (one local stack per process). ``--skip-scale`` and
-``--scale 100,500`` shorten a run while working on the benchmarks.
+``--scale 100,1000`` shorten a run while working on the benchmarks.
 """
 
 from __future__ import annotations
@@ -174,6 +174,26 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def scale_target_rows(scale: list[dict[str, Any]]) -> list[list[str]]:
+    """The local stack's targets (ISSUE-14 item 4), for the sizes that ran."""
+    by_n = {int(s["n"]): s for s in scale}
+    rows = [
+        [f"starter ≥ 50 msg/s (N = {n})", str(s["starter_msgs_per_s"]), verdict(s["starter_msgs_per_s"] >= 50)]
+        for n, s in sorted(by_n.items())
+    ]
+    rows += [
+        [f"peak RSS ≤ 800 MB (N = {n})", f"{s['peak_rss_mb']} MB", verdict(s["peak_rss_mb"] <= 800)]
+        for n, s in sorted(by_n.items())
+    ]
+    if 1000 in by_n:
+        done = by_n[1000]["completion_s"]
+        rows.append(["N = 1,000 completes ≤ 150 s (interval 1 s)", f"{done} s", verdict(done <= 150)])
+        if 100 in by_n:
+            ratio = (done / 1000) / (by_n[100]["completion_s"] / 100)
+            rows.append(["per-refund completion N = 1,000 ≤ 1.1x N = 100", f"{ratio:.2f}x", verdict(ratio <= 1.1)])
+    return rows
+
+
 def readme_tables(summary: dict[str, Any]) -> str:
     d = summary["detail"]
     init, ovh, flows, cost = d["init"], d["inquiry"], d["flows"], d["cost"]
@@ -230,6 +250,7 @@ def readme_tables(summary: dict[str, Any]) -> str:
                     verdict(det["interval_1s"] <= 1.5),
                 ],
                 *[[f"lost = 0 at N = {s['n']}", str(s["lost"]), verdict(s["lost"] == 0)] for s in summary["scale"]],
+                *scale_target_rows(summary["scale"]),
             ]
         ),
         "",
@@ -389,7 +410,7 @@ def update_readme(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scale", default="100,500,1000")
+    parser.add_argument("--scale", default="100,1000,5000")
     parser.add_argument(
         "--skip", default="", help="comma-separated: init,inquiry,flows,scale,longtail (reuse old results)"
     )

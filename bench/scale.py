@@ -3,24 +3,22 @@
 ``python -m bench.scale N`` starts a fresh local stack in this process, sends N messages (a mix of lifecycles)
 with SendMessageBatch as fast as it can, then scans the table until every item's window is closed or a time
 limit passes. The whole stack's RSS (this process, which runs moto, the sandbox and the Step Functions
-interpreter, plus every function worker process) is sampled from /proc every 0.25 s.
+interpreter, plus every function worker process) is sampled from /proc every 0.25 s by a process of its own.
 Writes bench/results/scale_<N>.json.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from bench.common import RESULTS, log, process_tree_rss_mb, write_json
+from bench.common import RESULTS, PeakRss, log, scan_pages, write_json
 from refund_poller.devstack import DevStack
 
 MIX = ("processing2-success", "success", "processing1-fail", "notfound1-success", "processing2s-success")
@@ -31,25 +29,40 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+def scan_all(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
+    """Every item of the table by key."""
+    return {raw["pk"]["S"]: raw for page in scan_pages(ddb, TableName=table) for raw in page["Items"]}
+
+
+def closed_count(ddb: Any, table: str) -> int:
+    """How many items have their polling window closed. Select COUNT: the watcher should not cost the stack
+    it watches the serialisation of thousands of items twice a second."""
+    pages = scan_pages(
+        ddb,
+        TableName=table,
+        Select="COUNT",
+        FilterExpression="pollingState = :idle",
+        ExpressionAttributeValues={":idle": {"S": "IDLE"}},
+    )
+    return sum(int(page["Count"]) for page in pages)
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time (user + system) of this process and of its reaped children (the function workers)."""
+    times = os.times()
+    return times.user + times.system, times.children_user + times.children_system
+
+
 def main() -> None:
     n = int(sys.argv[1])
     time_limit = 60 + n * 0.5
     run = str(int(time.time()))[-6:]
     refunds = [f"{MIX[i % len(MIX)]}--s{n}-{i}-{run}" for i in range(n)]
-    peak = [0.0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], process_tree_rss_mb())
-            stop.wait(0.25)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    with tempfile.TemporaryDirectory() as tmp, DevStack(Path(tmp)) as stack:
+    with PeakRss() as peak, tempfile.TemporaryDirectory() as tmp, DevStack(Path(tmp)) as stack:
         sqs, url = stack.client("sqs"), str(stack.outputs["InquiryQueueUrl"])
         ddb, table = stack.client("dynamodb"), str(stack.outputs["ResultsTableName"])
         started = time.time()
+        cpu_before = cpu_seconds()
         for first in range(0, n, 10):
             entries = [
                 {
@@ -66,34 +79,20 @@ def main() -> None:
             ]
             sqs.send_message_batch(QueueUrl=url, Entries=entries)
         sent_s = time.time() - started
-        items: dict[str, dict[str, Any]] = {}
         while time.time() - started < time_limit:
-            items = {}
-            kwargs: dict[str, Any] = {"TableName": table}
-            while True:
-                try:
-                    page = ddb.scan(**kwargs)
-                except ClientError:  # moto's Scan can trip over items written meanwhile (HTTP 500): read again
-                    time.sleep(0.2)
-                    continue
-                for raw in page["Items"]:
-                    items[raw["pk"]["S"]] = raw
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            closed = [i for i in items.values() if i.get("pollingState", {}).get("S") == "IDLE"]
-            if len(closed) >= n:
+            if closed_count(ddb, table) >= n:
                 break
             time.sleep(0.5)
         completion_s = time.time() - started
+        items = scan_all(ddb, table)
         dlq = sqs.get_queue_attributes(
             QueueUrl=str(stack.outputs.get("InquiryDLQUrl", "")) or url.replace("-inquiries", "-inquiries-dlq"),
             AttributeNames=["ApproximateNumberOfMessages"],
         )["Attributes"]["ApproximateNumberOfMessages"]
         inquire_logs = stack.cloud.function_logs("InquireFunction")
         starter_logs = stack.cloud.function_logs("StartInquiryFunction")
-    stop.set()
-    sampler.join()
+    cpu_after = cpu_seconds()  # the workers are reaped once the stack has stopped (and so is the RSS sampler)
+    workers_cpu_s = cpu_after[1] - cpu_before[1] - peak.cpu_s
     done = [
         i
         for i in items.values()
@@ -106,7 +105,7 @@ def main() -> None:
         "n": n,
         "starter_msgs_per_s": round(n / starter_s, 1) if starter_s == starter_s else 0.0,
         "completion_s": round(completion_s, 1),
-        "peak_rss_mb": round(peak[0]),
+        "peak_rss_mb": round(peak.mb),
         "lost": n - len(done),
         "detail": {
             "sendS": round(sent_s, 2),
@@ -115,12 +114,21 @@ def main() -> None:
             "executionPolls": polls - len(first_polls),
             "inquireInvocations": inquire_logs.count("REPORT RequestId"),
             "starterInvocations": starter_logs.count("REPORT RequestId"),
+            "inquireColdStarts": inquire_logs.count("INIT_START"),
+            "starterColdStarts": starter_logs.count("INIT_START"),
+            "timeouts": (inquire_logs + starter_logs).count("Status: timeout"),
             "dlqMessages": int(dlq),
             "statuses": {
                 s: sum(1 for i in items.values() if i.get("status", {}).get("S") == s)
                 for s in sorted({i.get("status", {}).get("S", "?") for i in items.values()})
             },
             "timeLimitS": time_limit,
+            # CPU is a steadier yardstick than wall time on a shared machine: the stack's own process (moto,
+            # Step Functions interpreter, sandbox, SQS pollers) and the function workers, per poll.
+            "stackCpuMsPerPoll": round((cpu_after[0] - cpu_before[0]) * 1000 / max(polls, 1), 2),
+            "workersCpuMsPerPoll": round(workers_cpu_s * 1000 / max(polls, 1), 2),
+            "loadAverage1m": round(os.getloadavg()[0], 1),
+            "stackPeakRssMb": round(peak.root_mb),
         },
     }
     write_json(RESULTS / f"scale_{n}.json", result)

@@ -27,9 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from bench.common import RESULTS, log, median, write_json
+from bench.common import RESULTS, log, median, scan_pages, write_json
 from refund_poller.cli.timeline import history as execution_history
 from refund_poller.devstack import DevStack
 from refund_poller.local.server import FAKE_CREDENTIALS, REGION
@@ -66,19 +64,8 @@ def send(stack: DevStack, messages: list[dict[str, Any]]) -> None:
 
 def scan(stack: DevStack) -> dict[str, dict[str, Any]]:
     ddb, table = stack.client("dynamodb"), str(stack.outputs["ResultsTableName"])
-    items: dict[str, dict[str, Any]] = {}
-    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
-    while True:
-        try:
-            page = ddb.scan(**kwargs)
-        except ClientError:  # moto's Scan can trip over items written meanwhile (HTTP 500): read again
-            time.sleep(0.05)
-            continue
-        for raw in page["Items"]:
-            items[raw["pk"]["S"]] = raw
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = scan_pages(ddb, TableName=table, ConsistentRead=True)
+    return {raw["pk"]["S"]: raw for page in pages for raw in page["Items"]}
 
 
 def sandbox_refund(stack: DevStack, refund: str) -> dict[str, Any]:

@@ -33,14 +33,20 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from refund_core.aws import StepFunctionsExecutions
-from refund_core.aws.wiring import InvocationDeadline, OutOfTimeError, provider_total_timeout, service_from_environment
+from refund_core.aws.wiring import (
+    InvocationDeadline,
+    LazyClient,
+    OutOfTimeError,
+    provider_total_timeout,
+    service_from_environment,
+)
 from refund_core.service import RejectedMessageError, StartResult
 from refund_core.telemetry import MetricValue, emit, log_keys, poll_metrics
 from refund_core.validation import parse_message
 
 logger = Logger()
 metrics = Metrics()
-_sqs = boto3.client("sqs")
+_sqs = LazyClient("sqs")  # only a rejected message uses it
 _executions = StepFunctionsExecutions(boto3.client("stepfunctions"), os.environ["STATE_MACHINE_ARN"])
 _service = service_from_environment()
 _provider_cap = provider_total_timeout()

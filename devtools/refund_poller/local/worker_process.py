@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -114,6 +115,9 @@ class Worker:
     def __init__(self, spec: FunctionSpec, endpoint_url: str, region: str) -> None:
         self.spec = spec
         self.initialised = False
+        self.init_result: tuple[dict[str, Any] | None, str, float] | None = None
+        """The init reply, its logs and its duration (ms), kept until the first invocation reports them."""
+        self.init_reported = False
         self.timed_out = False
         # -X cpu_count: os.cpu_count() (and so ThreadPoolExecutor's default size) as Lambda's vCPUs for this
         # function's memory, not the host's.
@@ -146,11 +150,15 @@ class Worker:
             return f"signal: {(signal.strsignal(-code) or str(-code)).lower()}"
         return f"exit status {code}"
 
-    def initialise(self, timeout: float) -> tuple[dict[str, Any] | None, str]:
-        """The init reply (``None`` if the worker died, or overran ``timeout`` and was killed) and its logs."""
+    def initialise(self, timeout: float) -> tuple[dict[str, Any] | None, str, float]:
+        """The init reply (``None`` if the worker died, or overran ``timeout`` and was killed), its logs and its
+        duration in ms; also kept in ``init_result``."""
+        started = time.monotonic()
         reply = self._wait(timeout)
+        duration_ms = (time.monotonic() - started) * 1000
         self.initialised = reply is not None and reply.get("error") is None
-        return reply, self._logs.take("init", 1.0)
+        self.init_result = (reply, self._logs.take("init", 1.0), duration_ms)
+        return self.init_result
 
     def invoke(self, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any] | None, str]:
         """The reply to ``request`` (``None`` if the worker died, or overran ``timeout`` and was killed)."""

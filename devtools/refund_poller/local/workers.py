@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import threading
 import time
@@ -19,7 +20,17 @@ from refund_poller.local.errors import LocalCloudError
 from refund_poller.local.worker_process import FunctionSpec, Worker
 
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase of an on-demand environment
-DEFAULT_CONCURRENCY = 10
+# Workers per function at most (a caller beyond that waits for a free one; Lambda's own concurrency limits are
+# concurrency.py's). Every worker is a Python process of 70-80 MB, and on a small machine more of them than twice
+# its cores only wait on the moto process: the local stack's memory then grows for no throughput. At least three,
+# at most ten.
+DEFAULT_CONCURRENCY = min(10, max(3, 2 * (os.cpu_count() or 1)))
+# Cold starts of one function that run at once. Lambda initialises each environment on hardware of its own; here
+# they share this machine's cores, and ten imports of boto3 side by side on two cores each take longer than
+# Lambda's 10 s init limit, fail, and start over (bench/README.md, "Local stack profile"). A caller that finds
+# no idle worker and this many already starting waits for whichever comes first: one of them, or a worker
+# that finishes its invocation.
+MAX_CONCURRENT_COLD_STARTS = max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -35,9 +46,12 @@ class Invocation:
 class FunctionPool:
     """The workers of one function: at most ``size`` at once; a caller beyond that waits for a free one."""
 
-    def __init__(self, start: Callable[[FunctionSpec], Worker], size: int) -> None:
+    def __init__(
+        self, start: Callable[[FunctionSpec], Worker], size: int, cold_starts: int = MAX_CONCURRENT_COLD_STARTS
+    ) -> None:
         self.size = size
         self._start = start
+        self._cold_starts = cold_starts
         self._idle: list[Worker] = []
         self._workers: set[Worker] = set()
         self._starting = 0
@@ -48,7 +62,7 @@ class FunctionPool:
         """A warm worker for ``spec`` (the last one used), or a new one when none is free."""
         with self._changed:
             stale = self._drop_stale(spec)
-            while not self._idle and len(self._workers) + self._starting >= self.size and not self._closed:
+            while not self._idle and not self._closed and self._must_wait():
                 self._changed.wait()
                 stale += self._drop_stale(spec)
             if self._closed:
@@ -79,6 +93,9 @@ class FunctionPool:
         for worker in workers:
             worker.kill()
 
+    def _must_wait(self) -> bool:
+        return len(self._workers) + self._starting >= self.size or self._starting >= self._cold_starts
+
     def _drop_stale(self, spec: FunctionSpec) -> list[Worker]:
         stale = [worker for worker in self._idle if worker.spec != spec]
         self._idle = [worker for worker in self._idle if worker.spec == spec]
@@ -89,6 +106,7 @@ class FunctionPool:
         worker: Worker | None = None
         try:
             worker = self._start(spec)
+            worker.initialise(INIT_TIMEOUT_SECONDS)  # counted as starting until its init is done
             return worker
         finally:
             with self._changed:
@@ -194,10 +212,12 @@ def _run(worker: Worker, request_id: str, event: Any, invoked_arn: str) -> Invoc
     spec = worker.spec
     logs = _LogText(request_id, spec)
     init_ms: float | None = None
-    if not worker.initialised:
-        init_started = time.monotonic()
-        reply, text = worker.initialise(INIT_TIMEOUT_SECONDS)
-        init_ms = (time.monotonic() - init_started) * 1000
+    if worker.init_result is None:  # not started by a pool: initialise now
+        worker.initialise(INIT_TIMEOUT_SECONDS)
+    if worker.init_result is not None and not worker.init_reported:
+        # The first invocation of a worker reports its init (INIT_START, Init Duration), as Lambda's logs do.
+        worker.init_reported = True
+        reply, text, init_ms = worker.init_result
         logs.init(spec.runtime, text)
         if reply is None or reply.get("error"):
             error = reply["error"] if reply else _lost(worker, request_id, INIT_TIMEOUT_SECONDS, logs)

@@ -4,9 +4,10 @@ budget of the work an invocation does, from the time Lambda says it has left."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import boto3
 
@@ -17,6 +18,9 @@ from refund_core.domain import tail
 from refund_core.domain.polling import EXPRESS_MAX_WINDOW_SECONDS, policies_from_json
 from refund_core.service import InquiryService
 from refund_core.store import DynamoDbRefundStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
 
 # Time budgets (docs/internals.md, "Timeouts, retries and concurrency"). A provider call gets what the invocation
 # has left minus these margins, so the record's own AWS calls and the handler's return still fit before Lambda's
@@ -84,13 +88,34 @@ class InvocationDeadline:
         return budget if self._cap is None else min(budget, self._cap)
 
 
+class LazyClient:
+    """A boto3 client of the default session made at its first use, for a client that most invocations never
+    call: creating one loads its service model and endpoint rules (10-15 ms of a cold start each, bench/README.md),
+    which a cold start should not pay for a call it may never make. Safe to first use from several threads."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:  # boto3's default session is not thread-safe while it creates a client
+                if self._client is None:
+                    self._client = boto3.client(self._service)  # type: ignore[call-overload]  # runtime name
+                client = self._client
+        return getattr(client, name)
+
+
 def service_from_environment() -> InquiryService:
     """One service per container: clients, profile cache and HTTP pool are reused across invocations."""
     env = os.environ
     return InquiryService(
         store=DynamoDbRefundStore(boto3.client("dynamodb"), env["RESULTS_TABLE"], int(env.get("ITEM_TTL_DAYS", "90"))),
         adapters=SecretsManagerAdapters(env["PROFILE_SECRET_PREFIX"], **provider_options(env)),
-        events=EventBridgeEvents(boto3.client("events"), env.get("EVENT_BUS_NAME", "default")),
+        # Only a poll that closes the window publishes: most first invocations never do.
+        events=EventBridgeEvents(cast("EventBridgeClient", LazyClient("events")), env.get("EVENT_BUS_NAME", "default")),
         policies=policies_from_json(env["POLLING_POLICY"]),
         max_window_seconds=EXPRESS_MAX_WINDOW_SECONDS if env.get("WORKFLOW_TYPE") == "EXPRESS" else None,
         tail_policies=tail.policies_from_json(env.get("TAIL_POLICY")),
