@@ -21,10 +21,12 @@ from refund_core.domain.claim import (
 )
 from refund_core.domain.inquiry import InquiryMessage, RefundRef, execution_name
 from refund_core.domain.outcome import Observation, Status
-from refund_core.domain.polling import Decision, Policy, decide
+from refund_core.domain.polling import Decision, Policy, decide, deferred, rate_limited
+from refund_core.domain.rate import Grant
 from refund_core.providers import Provider, RefundQuery
 from refund_core.store import (
     OUTBOX_GRACE_SECONDS,
+    STATUS_WRITERS,
     SUPERSEDED_REASON,
     ClaimContendedError,
     DynamoDbRefundStore,
@@ -55,6 +57,21 @@ class Executions(Protocol):
     def start(self, name: str, state: Mapping[str, Any]) -> str: ...
 
 
+class RateBudget(Protocol):
+    """The shared provider rate budget per (provider, merchant) (docs/internals.md, "Provider rate budget").
+
+    ``rate``: the merchant profile's own budget, None for the stack's.
+    """
+
+    def acquire(self, provider: str, merchant: str, rate: float | None = None) -> Grant:
+        """A turn to ask the provider (after sleeping until it), or how long until one may be free."""
+        ...
+
+    def lower(self, provider: str, merchant: str, rate: float | None = None) -> bool:
+        """The provider said we ask too often: lower the budget (it recovers by itself)."""
+        ...
+
+
 # Detail types of the events the product publishes (docs/internals.md, "Result events").
 FINISHED_DETAIL_TYPE = "Refund Inquiry Finished"
 CONFLICT_DETAIL_TYPE = "Refund Final Status Conflict"
@@ -73,6 +90,7 @@ class PollResult:
     outcome: dict[str, Any] | None  # the closed item when this poll ended the window
     final_conflict: dict[str, Any] | None = None  # both answers when the provider contradicted a stored final status
     superseded: bool = False  # a newer window owns the refund: nothing was written and this loop ends
+    deferred: bool = False  # over the provider rate budget: the provider was not asked, the poll waits longer
 
     @property
     def final_status_conflicts(self) -> int:
@@ -107,8 +125,14 @@ class InquiryService:
         policies: Mapping[str, Policy],
         clock: Callable[[], float] = time.time,
         max_window_seconds: int | None = None,
+        rate_budget: RateBudget | None = None,
+        record_every_poll: bool = True,
     ) -> None:
         self.max_window_seconds = max_window_seconds
+        self.rate_budget = rate_budget
+        # False (the stack's RecordEveryPoll): a poll writes the item only when the status changes, and the close
+        # writes the polls in between; the state carries them meanwhile (docs/internals.md, "Express cost mode").
+        self.record_every_poll = record_every_poll
         self.store = store
         self.adapters = adapters
         self.events = events
@@ -186,25 +210,50 @@ class InquiryService:
         """
         inquiry = state["inquiry"]
         key, window = inquiry["key"], Window.from_state(state)
-        query = RefundQuery(refund_id=inquiry.get("refundId"), refund_request_id=inquiry.get("refundRequestId"))
-        observation = adapter.inquire(query, timeout_seconds=budget_seconds)
-        now = self.clock()
-        not_found = int(state.get("notFoundPolls", 0)) + 1 if observation.status is Status.NOT_FOUND else 0
-        decision = decide(
-            observation,
-            Policy.from_state(state["policy"]),
-            now=now,
-            deadline=float(state["deadline"]),
-            not_found_polls=not_found,
-        )
-        new_state = {**state, "polls": int(state.get("polls", 0)) + 1, "notFoundPolls": not_found}
+        grant = self._turn(adapter, inquiry)
+        new_state = dict(state)
+        unrecorded = int(state.get("unrecordedPolls", 0))
+        if grant.granted:
+            query = RefundQuery(refund_id=inquiry.get("refundId"), refund_request_id=inquiry.get("refundRequestId"))
+            observation = adapter.inquire(query, timeout_seconds=_less(budget_seconds, grant.delay))
+            if self.rate_budget is not None and rate_limited(observation):
+                self.rate_budget.lower(inquiry["provider"], inquiry["merchant"], _profile_rate(adapter))
+            now = self.clock()
+            not_found = int(state.get("notFoundPolls", 0)) + 1 if observation.status is Status.NOT_FOUND else 0
+            decision = decide(
+                observation,
+                Policy.from_state(state["policy"]),
+                now=now,
+                deadline=float(state["deadline"]),
+                not_found_polls=not_found,
+            )
+            new_state.update(polls=int(state.get("polls", 0)) + 1, notFoundPolls=not_found)
+            unrecorded += 1
+        else:  # over the rate budget: the provider is not asked, the poll comes back later (the deadline holds)
+            observation = _not_asked(inquiry["provider"], grant)
+            now = self.clock()
+            policy, deadline = Policy.from_state(state["policy"]), float(state["deadline"])
+            decision = deferred(policy, now=now, deadline=deadline, retry_after=grant.retry_after)
+            new_state["deferredPolls"] = int(state.get("deferredPolls", 0)) + 1
+        new_state.setdefault("polls", 0)
         # What the provider said, in the state itself, so each poll in the console's history explains itself.
         new_state["observation"] = _trace_summary(observation)
+        if decision.next == "wait" and (not grant.granted or self._unchanged(state, observation)):
+            if unrecorded:
+                new_state["unrecordedPolls"] = unrecorded
+            new_state["decision"] = decision.to_state()
+            return PollResult(new_state, observation, decision, None, deferred=not grant.granted)
+        asked = observation if grant.granted else None
         if decision.next == "wait":
-            written = self.store.record(key, window, observation, now=now)
+            written = self.store.record(key, window, observation, now=now, polls=unrecorded)
         else:
             reason = _closing_reason(decision, observation, new_state["polls"])
-            written = self.store.record_and_close(key, window, observation, decision.status, reason, now=now)
+            written = self.store.record_and_close(
+                key, window, asked, decision.status, reason, now=now, polls=unrecorded
+            )
+        new_state.pop("unrecordedPolls", None)
+        if not self.record_every_poll and observation.status in STATUS_WRITERS:
+            new_state["recordedStatus"] = observation.status.value
         if written.outcome == "superseded":
             decision = Decision("done", observation.status)
             reason = SUPERSEDED_REASON if written.item else "no item for this refund (never claimed, or deleted)"
@@ -219,6 +268,18 @@ class InquiryService:
             self.publish_pending(key, written.item)
         new_state["decision"] = decision.to_state()
         return PollResult(new_state, observation, decision, outcome, final_conflict=written.conflict)
+
+    def _turn(self, adapter: Provider, inquiry: Mapping[str, Any]) -> Grant:
+        if self.rate_budget is None:
+            return Grant(True)
+        return self.rate_budget.acquire(inquiry["provider"], inquiry["merchant"], _profile_rate(adapter))
+
+    def _unchanged(self, state: Mapping[str, Any], observation: Observation) -> bool:
+        """RecordEveryPoll false: whether this poll may go unrecorded (not the window's first recorded poll, and the
+        status it would store is the one stored, or none)."""
+        if self.record_every_poll or "recordedStatus" not in state:
+            return False
+        return observation.status not in STATUS_WRITERS or observation.status.value == state["recordedStatus"]
 
     def publish_pending(self, key: str, item: Mapping[str, Any]) -> int:
         """Publish the item's pending events (outbox), clearing each flag after its event was accepted.
@@ -263,6 +324,24 @@ class InquiryService:
             except ResultEventPendingError:
                 failed += 1  # still pending and still in the index: the next sweep tries again
         return SweepResult(len(keys), published, failed)
+
+
+def _profile_rate(adapter: Provider) -> float | None:
+    """The merchant profile's own rate budget (profile ``rateLimitPerSecond``), if the adapter has a profile."""
+    profile = getattr(adapter, "profile", None)
+    return getattr(profile, "rate_limit_per_second", None)
+
+
+def _not_asked(provider: str, grant: Grant) -> Observation:
+    return Observation(
+        provider=provider,
+        status=Status.UNKNOWN,
+        reason=f"not asked: over the provider rate budget (a turn in about {grant.retry_after:.1f} s)",
+    )
+
+
+def _less(budget_seconds: float | None, spent: float) -> float | None:
+    return None if budget_seconds is None else budget_seconds - spent
 
 
 def _trace_summary(observation: Observation) -> dict[str, Any]:

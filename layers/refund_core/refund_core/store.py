@@ -59,7 +59,9 @@ SUPERSEDED_REASON = "superseded by a newer window"
 _INTERNAL = frozenset({"pk", "refundIdKey", "claimMessageId", "aliasedIds", PENDING_SHARD, PENDING_SINCE})
 _OUTBOX_FLAGS = frozenset({EVENT_PENDING, CONFLICT_EVENT_PENDING, EVENT_ID, CONFLICT_EVENT_ID})
 # Statuses an observation may write; UNKNOWN (a failed poll) leaves the stored status as it was.
-_STATUS_WRITERS = frozenset({Status.SUCCESS, Status.FAIL, Status.PROCESSING, Status.NOT_FOUND})
+STATUS_WRITERS = _STATUS_WRITERS = frozenset({Status.SUCCESS, Status.FAIL, Status.PROCESSING, Status.NOT_FOUND})
+# The rate budget's schedule items (refund_core/aws/rate_budget.py) share the table: scans skip them.
+RATE_PREFIX = "rate#"
 # An alias outlives every write of its refund item: the item's expiry moves with each poll of a window (at most
 # the state machine's 30-minute timeout after the claim), the alias's is set this much further at each claim.
 ALIAS_TTL_MARGIN_SECONDS = 2 * 86400
@@ -297,10 +299,11 @@ class DynamoDbRefundStore:
 
     # -- a window's writes ------------------------------------------------------------------------------------
 
-    def record(self, key: str, window: Window, observation: Observation, *, now: float) -> Written:
+    def record(self, key: str, window: Window, observation: Observation, *, now: float, polls: int = 1) -> Written:
         """Store one observation of a window that goes on polling: counters always, the status when it does not
-        regress, nothing at all when the window is no longer the item's."""
-        return self._write(key, window, observation, None, None, now)
+        regress, nothing at all when the window is no longer the item's. ``polls``: the polls this write accounts
+        for (more than 1 when polls in between were not recorded: RecordEveryPoll false)."""
+        return self._write(key, window, observation, None, None, now, polls)
 
     def record_and_close(
         self,
@@ -311,13 +314,14 @@ class DynamoDbRefundStore:
         reason: str | None,
         *,
         now: float,
+        polls: int = 1,
     ) -> Written:
         """The window's last observation and its close as one conditional write, marking its result event pending.
 
         One write: the final answer, the end of the window and the outbox flag appear together (no reader sees a
         final status on an item still polling; a crash after this write cannot lose the event).
         """
-        return self._write(key, window, observation, status, reason, now)
+        return self._write(key, window, observation, status, reason, now, polls)
 
     def close(self, key: str, window: Window, status: Status, reason: str | None, *, now: float) -> Written:
         """End a window without a new observation."""
@@ -331,11 +335,14 @@ class DynamoDbRefundStore:
         closing: Status | None,
         reason: str | None,
         now: float,
+        polls: int = 1,
     ) -> Written:
         keep_status = False  # set once the item turned out final and this write would change its status
         stored_final: dict[str, Any] | None = None
         for _ in range(3):
-            update = self._counters(observation, now) if observation else _Update()
+            update = self._counters(observation, now, polls) if observation else _Update()
+            if observation is None and polls > 0:  # a close without an observation still counts unrecorded polls
+                update.add("polls", polls)
             written = None if keep_status else _written_status(observation, closing)
             if observation is not None:
                 for attribute, value in _observation_fields(observation, full=written is not None).items():
@@ -376,10 +383,10 @@ class DynamoDbRefundStore:
             keep_status, stored_final = True, item  # still our window: the item is final, keep its status
         raise ClaimContendedError(f"could not write {key}: concurrent writers")
 
-    def _counters(self, observation: Observation, now: float) -> _Update:
+    def _counters(self, observation: Observation, now: float, polls: int = 1) -> _Update:
         return (
             _Update()
-            .add("polls", 1)
+            .add("polls", polls)
             .set("firstPollAt", _iso(now), if_absent=True)
             .set("lastPollAt", _iso(now))
             .set("lastObservation", _observation_summary(observation))
@@ -548,8 +555,8 @@ def may_publish(item: Mapping[str, Any], *, message_id: str | None, now: float) 
 
 
 def is_refund_item(item: Mapping[str, Any]) -> bool:
-    """False for the alias items that share the table with refund items."""
-    return not str(item.get("pk", "")).startswith(ALIAS_PREFIX)
+    """False for the alias items and the rate budget's schedule items that share the table with refund items."""
+    return not str(item.get("pk", "")).startswith((ALIAS_PREFIX, RATE_PREFIX))
 
 
 def _written_status(observation: Observation | None, closing: Status | None) -> Status | None:

@@ -12,7 +12,9 @@ import boto3
 
 from refund_core.aws.events import EventBridgeEvents
 from refund_core.aws.profiles import SecretsManagerAdapters
+from refund_core.aws.rate_budget import DynamoDbRateBudget
 from refund_core.domain.polling import EXPRESS_MAX_WINDOW_SECONDS, policies_from_json
+from refund_core.domain.rate import DEFAULT_RATE_PER_SECOND, check_rate
 from refund_core.service import InquiryService
 from refund_core.store import DynamoDbRefundStore
 
@@ -85,13 +87,39 @@ class InvocationDeadline:
 def service_from_environment() -> InquiryService:
     """One service per container: clients, profile cache and HTTP pool are reused across invocations."""
     env = os.environ
+    dynamodb = boto3.client("dynamodb")
     return InquiryService(
-        store=DynamoDbRefundStore(boto3.client("dynamodb"), env["RESULTS_TABLE"], int(env.get("ITEM_TTL_DAYS", "90"))),
+        store=DynamoDbRefundStore(dynamodb, env["RESULTS_TABLE"], int(env.get("ITEM_TTL_DAYS", "90"))),
         adapters=SecretsManagerAdapters(env["PROFILE_SECRET_PREFIX"], **provider_options(env)),
         events=EventBridgeEvents(boto3.client("events"), env.get("EVENT_BUS_NAME", "default")),
         policies=policies_from_json(env["POLLING_POLICY"]),
         max_window_seconds=EXPRESS_MAX_WINDOW_SECONDS if env.get("WORKFLOW_TYPE") == "EXPRESS" else None,
+        rate_budget=rate_budget(env, dynamodb),
+        record_every_poll=record_every_poll(env),
     )
+
+
+def rate_budget(env: Mapping[str, str], dynamodb: Any) -> DynamoDbRateBudget | None:
+    """PROVIDER_RATE_LIMIT: inquiries per second per (provider, merchant) for the whole stack; "0" turns the
+    budget off (no schedule, no extra DynamoDB call per poll). Unset: the default."""
+    text = env.get("PROVIDER_RATE_LIMIT", "")
+    if text.strip() in ("0", "0.0"):
+        return None
+    try:
+        rate = check_rate(float(text) if text else DEFAULT_RATE_PER_SECOND, "PROVIDER_RATE_LIMIT")
+    except ValueError:
+        raise ValueError(
+            f"PROVIDER_RATE_LIMIT: must be 0 (off) or a number of inquiries per second, got {text!r}"
+        ) from None
+    return DynamoDbRateBudget(dynamodb, env["RESULTS_TABLE"], rate)
+
+
+def record_every_poll(env: Mapping[str, str]) -> bool:
+    """RECORD_EVERY_POLL (the stack's RecordEveryPoll): "true" (default) or "false"."""
+    text = env.get("RECORD_EVERY_POLL", "true")
+    if text not in ("true", "false"):
+        raise ValueError(f"RECORD_EVERY_POLL: must be true or false, got {text!r}")
+    return text == "true"
 
 
 def provider_options(env: Mapping[str, str]) -> dict[str, Any]:
