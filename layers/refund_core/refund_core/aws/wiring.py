@@ -14,7 +14,7 @@ from refund_core.aws.events import EventBridgeEvents
 from refund_core.aws.profiles import SecretsManagerAdapters
 from refund_core.aws.rate_budget import DynamoDbRateBudget
 from refund_core.domain.polling import EXPRESS_MAX_WINDOW_SECONDS, policies_from_json
-from refund_core.domain.rate import DEFAULT_RATE_PER_SECOND, check_rate
+from refund_core.domain.rate import DEFAULT_RATE_PER_SECOND, RateBudgetError, check_rate
 from refund_core.service import InquiryService
 from refund_core.store import DynamoDbRefundStore
 
@@ -100,17 +100,19 @@ def service_from_environment() -> InquiryService:
 
 
 def rate_budget(env: Mapping[str, str], dynamodb: Any) -> DynamoDbRateBudget | None:
-    """PROVIDER_RATE_LIMIT: inquiries per second per (provider, merchant) for the whole stack; "0" turns the
-    budget off (no schedule, no extra DynamoDB call per poll). Unset: the default."""
+    """PROVIDER_RATE_LIMIT: inquiries per second per (provider, merchant) for the whole stack; 0 turns the budget
+    off (no schedule, no extra DynamoDB call per poll). Unset: the default."""
     text = env.get("PROVIDER_RATE_LIMIT", "")
-    if text.strip() in ("0", "0.0"):
+    try:
+        value = float(text) if text else DEFAULT_RATE_PER_SECOND
+    except ValueError:
+        value = float("nan")
+    if value == 0:
         return None
     try:
-        rate = check_rate(float(text) if text else DEFAULT_RATE_PER_SECOND, "PROVIDER_RATE_LIMIT")
-    except ValueError:
-        raise ValueError(
-            f"PROVIDER_RATE_LIMIT: must be 0 (off) or a number of inquiries per second, got {text!r}"
-        ) from None
+        rate = check_rate(value, "PROVIDER_RATE_LIMIT")
+    except RateBudgetError as exc:
+        raise ValueError(f"{exc} (or 0: off), got {text!r}") from None
     return DynamoDbRateBudget(dynamodb, env["RESULTS_TABLE"], rate)
 
 
