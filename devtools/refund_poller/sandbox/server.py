@@ -34,6 +34,7 @@ from refund_poller.sandbox.dialects import RequestHeaders, route
 from refund_poller.sandbox.inquiry import InquiryService
 from refund_poller.sandbox.script import parse_script
 from refund_poller.sandbox.state import LoggedRequest, SandboxState
+from refund_poller.sandbox.traffic import TrafficConfig
 
 MAX_BODY_BYTES = 64 * 1024
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104  # binding all interfaces is an explicit choice  # nosec B104
@@ -224,6 +225,14 @@ class Sandbox:
 
     def reset(self) -> None:
         self.state.reset()
+
+    def set_traffic(self, config: TrafficConfig) -> None:
+        """Refuse inquiries over ``config.limit_per_second`` per merchant (``None``: no limit); counting goes on."""
+        self.state.traffic.configure(config)
+
+    def traffic(self) -> dict[str, Any]:
+        """Inquiries per (provider/caller): requests, refused, maxPerSecond (any one-second span), per second."""
+        return self.state.traffic.to_dict()
 
     def requests(self) -> list[LoggedRequest]:
         """The most recent inquiries as received, oldest first."""
