@@ -7,6 +7,13 @@ from refund_poller.cli.refunds import require_item
 from refund_poller.cli.render import fields_table, print_json, stdout
 from refund_poller.cli.target import resolve_target
 
+# The stack runs with RecordEveryPoll=false (docs/internals.md, "Express cost mode").
+POLLS_NOT_LIVE = (
+    "note: polls are not counted live on this stack (RecordEveryPoll=false): polls, lastPollAt and lastObservation "
+    "change only when the status changes; the whole count is written when the polling window closes. "
+    "`refund-poller trace` shows every poll."
+)
+
 
 def status(
     provider: options.Provider,
@@ -40,3 +47,5 @@ def status(
         return
     title = f"{provider}/{merchant} {refund_request_id or refund_id}"
     stdout.print(fields_table(title, item))
+    if item.get("pollsLive") is False and item.get("pollingState") == "POLLING":
+        stdout.print(POLLS_NOT_LIVE)

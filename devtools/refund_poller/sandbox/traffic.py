@@ -2,9 +2,10 @@
 
 Providers answer ``REQUEST_TRAFFIC_EXCEED_LIMIT`` (result status U), or HTTP 429, when one merchant's credentials
 ask too often (providers.md §2, §3). The sandbox counts every authenticated inquiry per (provider, caller) at
-arrival, so tests can prove a poller's rate budget holds: ``maxPerSecond`` is the most arrivals in any one-second
-span (sliding), ``maxPerCalendarSecond`` the most in one whole second of the clock. With ``limitPerSecond`` set,
-an inquiry that would make more than that many arrivals in the last second is refused (and counted as refused).
+arrival, so tests can prove a poller's rate budget holds: ``maxPerCalendarSecond`` is the most arrivals in one
+second of the clock, ``maxPerSecond`` the most in any one-second span (sliding: stricter, and it also counts this
+process's own lateness in taking requests in). With ``limitPerSecond`` set, an inquiry beyond that many in its
+second of the clock is refused (and counted as refused), as a gateway's per-second counter does.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Traffic:
             if len(counts.per_second) > KEPT_SECONDS:
                 del counts.per_second[min(counts.per_second)]
             limit = self.config.limit_per_second
-            if limit is not None and len(counts.recent) > limit:
+            if limit is not None and counts.per_second[second] > limit:
                 counts.refused += 1
                 return self.config.answer
             return None

@@ -245,11 +245,13 @@ class InquiryService:
             return PollResult(new_state, observation, decision, None, deferred=not grant.granted)
         asked = observation if grant.granted else None
         if decision.next == "wait":
-            written = self.store.record(key, window, observation, now=now, polls=unrecorded)
+            written = self.store.record(
+                key, window, observation, now=now, polls=unrecorded, live=self.record_every_poll
+            )
         else:
             reason = _closing_reason(decision, observation, new_state["polls"])
             written = self.store.record_and_close(
-                key, window, asked, decision.status, reason, now=now, polls=unrecorded
+                key, window, asked, decision.status, reason, now=now, polls=unrecorded, live=self.record_every_poll
             )
         new_state.pop("unrecordedPolls", None)
         if not self.record_every_poll and observation.status in STATUS_WRITERS:

@@ -57,7 +57,10 @@ PENDING_SINCE = "pendingSince"
 PENDING_SHARD_VALUE = "pending"
 SUPERSEDED_REASON = "superseded by a newer window"
 _INTERNAL = frozenset({"pk", "refundIdKey", "claimMessageId", "aliasedIds", PENDING_SHARD, PENDING_SINCE})
-_OUTBOX_FLAGS = frozenset({EVENT_PENDING, CONFLICT_EVENT_PENDING, EVENT_ID, CONFLICT_EVENT_ID})
+# RecordEveryPoll false: the item's polls / lastPollAt are written on status changes and at the close only (the CLI
+# says so while a window is open); by the time an event goes out the count is whole, so events leave it out.
+POLLS_LIVE = "pollsLive"
+_OUTBOX_FLAGS = frozenset({EVENT_PENDING, CONFLICT_EVENT_PENDING, EVENT_ID, CONFLICT_EVENT_ID, POLLS_LIVE})
 # Statuses an observation may write; UNKNOWN (a failed poll) leaves the stored status as it was.
 STATUS_WRITERS = _STATUS_WRITERS = frozenset({Status.SUCCESS, Status.FAIL, Status.PROCESSING, Status.NOT_FOUND})
 # The rate budget's schedule items (refund_core/aws/rate_budget.py) share the table: scans skip them.
@@ -299,11 +302,14 @@ class DynamoDbRefundStore:
 
     # -- a window's writes ------------------------------------------------------------------------------------
 
-    def record(self, key: str, window: Window, observation: Observation, *, now: float, polls: int = 1) -> Written:
+    def record(
+        self, key: str, window: Window, observation: Observation, *, now: float, polls: int = 1, live: bool = True
+    ) -> Written:
         """Store one observation of a window that goes on polling: counters always, the status when it does not
         regress, nothing at all when the window is no longer the item's. ``polls``: the polls this write accounts
-        for (more than 1 when polls in between were not recorded: RecordEveryPoll false)."""
-        return self._write(key, window, observation, None, None, now, polls)
+        for (more than 1 when polls in between were not recorded); ``live`` False (RecordEveryPoll false) marks
+        the item ``pollsLive = false``: its poll count and last poll are written on status changes and the close."""
+        return self._write(key, window, observation, None, None, now, polls, live)
 
     def record_and_close(
         self,
@@ -315,13 +321,14 @@ class DynamoDbRefundStore:
         *,
         now: float,
         polls: int = 1,
+        live: bool = True,
     ) -> Written:
         """The window's last observation and its close as one conditional write, marking its result event pending.
 
         One write: the final answer, the end of the window and the outbox flag appear together (no reader sees a
         final status on an item still polling; a crash after this write cannot lose the event).
         """
-        return self._write(key, window, observation, status, reason, now, polls)
+        return self._write(key, window, observation, status, reason, now, polls, live)
 
     def close(self, key: str, window: Window, status: Status, reason: str | None, *, now: float) -> Written:
         """End a window without a new observation."""
@@ -336,6 +343,7 @@ class DynamoDbRefundStore:
         reason: str | None,
         now: float,
         polls: int = 1,
+        live: bool = True,
     ) -> Written:
         keep_status = False  # set once the item turned out final and this write would change its status
         stored_final: dict[str, Any] | None = None
@@ -343,6 +351,8 @@ class DynamoDbRefundStore:
             update = self._counters(observation, now, polls) if observation else _Update()
             if observation is None and polls > 0:  # a close without an observation still counts unrecorded polls
                 update.add("polls", polls)
+            if not live:
+                update.set(POLLS_LIVE, False)
             written = None if keep_status else _written_status(observation, closing)
             if observation is not None:
                 for attribute, value in _observation_fields(observation, full=written is not None).items():
