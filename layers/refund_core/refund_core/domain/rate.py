@@ -26,7 +26,9 @@ from typing import Literal
 DEFAULT_RATE_PER_SECOND = 20.0
 # Bounds of a configured budget (the stack parameter and a merchant profile's rateLimitPerSecond).
 MIN_RATE_PER_SECOND = 0.1
-MAX_RATE_PER_SECOND = 10_000.0
+# One item takes every turn: DynamoDB sustains 1,000 write units a second per partition key, and a turn is one or
+# two writes under contention (docs/internals.md, "Provider rate budget").
+MAX_RATE_PER_SECOND = 400.0
 # A caller may reserve a turn at most this far after its earliest instant and sleep until it; later is "over budget".
 MAX_AHEAD_SECONDS = 1.0
 # Turns are (1 + SPACING_MARGIN) / rate apart; a turn is sent at most LATE_TOLERANCE_SECONDS after its instant
