@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from refund_core.aws.rate_budget import DynamoDbRateBudget, rate_key
 from refund_core.domain.inquiry import InquiryMessage
@@ -27,6 +28,7 @@ from refund_core.domain.rate import LOWERING_COOLDOWN_SECONDS, MIN_RATE_SHARE, S
 from refund_core.providers import RefundQuery
 from refund_core.service import InquiryService
 from refund_core.store import DynamoDbRefundStore, load_item
+from tests.integration.conftest import free_port
 from tests.integration.core_support import Core, ScriptedAdapters, answer, core, create_results_table  # the fixture
 
 __all__ = ["core"]
@@ -239,3 +241,26 @@ def test_rate_limit_answer_lowers_the_budget_and_polling_backs_off(core: Core) -
     assert started.poll is not None and started.poll.decision.wait_seconds == 10  # the interval doubled
     item = load_item(core.dynamodb.get_item(TableName=core.table, Key={"pk": {"S": rate_key("antom", "m-rl")}})["Item"])
     assert item["loweredRate"] == BUDGET / 2
+
+
+def test_a_schedule_that_cannot_be_reached_defers_the_poll_instead_of_failing_it(core: Core) -> None:
+    """DynamoDB unreachable (or throttling past the SDK's retries): no turn, so no inquiry; the poll waits."""
+    port = free_port()  # nothing listens there: every call is refused at once
+    unreachable = boto3.client(
+        "dynamodb",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=1),
+    )
+    budget = DynamoDbRateBudget(unreachable, core.table, BUDGET)
+    grant = budget.acquire("antom", "m-down")
+    assert not grant.granted and grant.retry_after >= 1.0
+    assert budget.lower("antom", "m-down") is False
+    service = InquiryService(
+        core.store, core.adapters, core.events, {"antom": Policy(5, 60)}, clock=core.clock, rate_budget=budget
+    )
+    message = InquiryMessage.from_body({"provider": "antom", "merchant": "m-down", "refundRequestId": "r-down"})
+    started = service.start(message, message_id="m-down", executions=NoExecutions())
+    assert started.action == "polling" and started.poll is not None and started.poll.deferred
+    assert started.poll.decision.next == "wait" and started.poll.decision.wait_seconds >= 6
+    assert core.provider.queries == []  # the provider was not asked

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from refund_core.domain.rate import (
     LATE_TOLERANCE_SECONDS,
     MAX_AHEAD_SECONDS,
@@ -78,7 +80,12 @@ class DynamoDbRateBudget:
             step = plan(schedule, configured, now, self._lead)
             if step.move == "over":
                 return Grant(False, retry_after=step.retry_after, calls=calls)
-            ok, item, slot = self._take(key, schedule, step, now)
+            try:
+                ok, item, slot = self._take(key, schedule, step, now)
+            except (BotoCoreError, ClientError):
+                # The schedule cannot be read or moved (throttled, unreachable, after the SDK's own retries): no
+                # turn, so no inquiry; the poll waits like one over budget rather than failing the refund.
+                return Grant(False, retry_after=max(step.spacing, 1.0), calls=calls + 1)
             calls += 1
             answered = self._clock()
             self._lead = min(MAX_LEAD_SECONDS, max(MIN_LEAD_SECONDS, 2 * (answered - now), 0.8 * self._lead))
@@ -105,12 +112,15 @@ class DynamoDbRateBudget:
             if not schedule.may_lower(now):
                 return False
             values: dict[str, float] = {":rate": schedule.lowered(configured, now), ":now": now, ":exp": _expiry(now)}
-            ok, item = self._update(
-                key,
-                "SET #loweredRate = :rate, #loweredAt = :now, #expiresAt = :exp",
-                _same_lowering(schedule, values),
-                values,
-            )
+            try:
+                ok, item = self._update(
+                    key,
+                    "SET #loweredRate = :rate, #loweredAt = :now, #expiresAt = :exp",
+                    _same_lowering(schedule, values),
+                    values,
+                )
+            except (BotoCoreError, ClientError):
+                return False  # best effort: the poll's own wait doubled anyway, and the next answer tries again
             schedule = self._known[key] = _schedule(item)
             if ok:
                 return True
