@@ -92,15 +92,33 @@ class DynamoDbRateBudget:
             schedule = self._known[key] = _schedule(item)
             if not ok:
                 continue
-            if answered > slot + LATE_TOLERANCE_SECONDS:
-                continue  # the answer came after the turn: give it up (a late send could crowd the next turns)
             if slot > answered:
                 self._sleep(slot - answered)
             if self._clock() > slot + LATE_TOLERANCE_SECONDS:
-                continue  # woke too late (a starved process): the same, a late turn is not used
+                # Late (the answer came after the turn, or a starved process woke late): a late send could crowd
+                # the turns after it, so it goes only if no one has taken one yet and the schedule moves on by
+                # the lateness first (one more write); otherwise the turn is given up, never used late.
+                pushed, calls = self._push_back(key, slot), calls + 1
+                if not pushed:
+                    continue
             return Grant(True, delay=self._clock() - now, calls=calls)
         # Contended or late at every attempt: as if over budget for one spacing (the poll waits, it does not fail).
         return Grant(False, retry_after=step.spacing, calls=calls)
+
+    def _push_back(self, key: str, slot: float) -> bool:
+        """Move ``nextSlot`` past a late sender's send (lateness, plus the lead for this call's own answer), only if
+        it is still the one this sender's turn left (no later turn taken); True when the send may go now."""
+        schedule = self._known[key]
+        assert schedule.next_slot is not None  # a turn was just taken
+        late_by = self._clock() - slot + self._lead + LATE_TOLERANCE_SECONDS
+        values = {":ours": schedule.next_slot, ":by": late_by}
+        try:
+            ok, item = self._update(key, "SET #nextSlot = #nextSlot + :by", "#nextSlot = :ours", values)
+        except (BotoCoreError, ClientError):
+            return False
+        self._known[key] = _schedule(item)
+        # The send must still come before the moved turn's lateness allowance runs out.
+        return ok and self._clock() <= slot + late_by + LATE_TOLERANCE_SECONDS
 
     def lower(self, provider: str, merchant: str, rate: float | None = None) -> bool:
         """Halve the rate after a rate-limit answer (once per cooldown however many answers say so)."""
