@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from refund_core.domain.rate import (
     LATE_TOLERANCE_SECONDS,
     MAX_AHEAD_SECONDS,
+    MAX_KEPT_LATENESS_SECONDS,
     MAX_LEAD_SECONDS,
     MIN_LEAD_SECONDS,
     Grant,
@@ -94,7 +95,10 @@ class DynamoDbRateBudget:
                 continue
             if slot > answered:
                 self._sleep(slot - answered)
-            if self._clock() > slot + LATE_TOLERANCE_SECONDS:
+            late = self._clock() - slot
+            if late > MAX_KEPT_LATENESS_SECONDS:
+                continue
+            if late > LATE_TOLERANCE_SECONDS:
                 # Late (the answer came after the turn, or a starved process woke late): a late send could crowd
                 # the turns after it, so it goes only if no one has taken one yet and the schedule moves on by
                 # the lateness first (one more write); otherwise the turn is given up, never used late.

@@ -33,8 +33,11 @@ MAX_RATE_PER_SECOND = 400.0
 MAX_AHEAD_SECONDS = 1.0
 # Turns are (1 + SPACING_MARGIN) / rate apart; a turn is sent at most LATE_TOLERANCE_SECONDS after its instant
 # (a caller whose store call answered later gives the turn up), leaving the rest of the margin for the send.
-SPACING_MARGIN = 0.05
-LATE_TOLERANCE_SECONDS = 0.03
+SPACING_MARGIN = 0.1
+LATE_TOLERANCE_SECONDS = 0.05
+# A turn later than this is given up even when the schedule could be moved past it: a process that starved is
+# likely to be slow sending too.
+MAX_KEPT_LATENESS_SECONDS = 0.25
 # The lead a caller takes before its earliest turn: about twice its store call's latency, within these bounds.
 MIN_LEAD_SECONDS = 0.02
 MAX_LEAD_SECONDS = 1.0
