@@ -56,12 +56,17 @@ def refund_cost(flows: dict[str, Any], polls: int, transitions: int) -> dict[str
     starter = detail["lambda"]["StartInquiryFunction"]
     execution_polls = polls - 1
     wru_per_write = max(1, math.ceil(requests["itemBytes"] / 1024))
-    starter_writes = requests["starter"].get("dynamodb.UpdateItem", 0)
-    poll_writes = sum(p.get("dynamodb.UpdateItem", 0) for p in requests["polls"][:-1]) / max(
-        1, len(requests["polls"]) - 1
-    )
-    final_writes = requests["polls"][-1].get("dynamodb.UpdateItem", 0)
-    writes = starter_writes + poll_writes * (execution_polls - 1) + final_writes
+
+    def count(name: str) -> float:
+        """Per refund: the starter's, the middle polls' (averaged) and the last poll's."""
+        middle = sum(p.get(name, 0) for p in requests["polls"][:-1]) / max(1, len(requests["polls"]) - 1)
+        return float(
+            requests["starter"].get(name, 0) + middle * (execution_polls - 1) + requests["polls"][-1].get(name, 0)
+        )
+
+    # The rate budget's turns write its own small item: 1 WRU each; the other writes are the refund's.
+    rate_writes = count("dynamodb.UpdateItem.rateBudget")
+    writes = count("dynamodb.UpdateItem") - rate_writes
     reads = requests["starter"].get("dynamodb.GetItem", 0)
     # The starter's batch duration is shared by the messages of its batch; per message, as measured.
     starter_ms = starter["durationMsMedian"] * max(1, starter["invocations"]) / max(1, flows["detail"]["messages"])
@@ -69,7 +74,7 @@ def refund_cost(flows: dict[str, Any], polls: int, transitions: int) -> dict[str
     common = {
         "lambdaRequests": (1 + execution_polls) * PRICES["lambdaArmPerRequest"],
         "lambdaGbSeconds": lambda_gb_s * PRICES["lambdaArmPerGbSecond"],
-        "dynamodbWrites": writes * wru_per_write * PRICES["dynamodbPerWru"],
+        "dynamodbWrites": (writes * wru_per_write + rate_writes) * PRICES["dynamodbPerWru"],
         "dynamodbReads": reads * PRICES["dynamodbPerRru"],
         "events": PRICES["eventbridgePerEvent"],
         "sqs": SQS_REQUESTS_PER_REFUND * PRICES["sqsPerRequest"],
@@ -97,6 +102,7 @@ def refund_cost(flows: dict[str, Any], polls: int, transitions: int) -> dict[str
         "lambdaGbSeconds": round(lambda_gb_s, 5),
         "dynamodbWrites": writes,
         "dynamodbWruPerWrite": wru_per_write,
+        "rateBudgetWrites": rate_writes,
         "expressDurationS": express_s,
         "standardUsd": sum(standard.values()),
         "expressUsd": sum(express.values()),
@@ -136,7 +142,9 @@ def tail_attempt_cost(tail: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def cost_per_refund(flows: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+def cost_per_refund(
+    flows: dict[str, Any], rate: dict[str, Any] | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
     t3, t12 = flows["transitions_3_polls"], flows["transitions_12_polls"]
     three, twelve = refund_cost(flows, 3, t3), refund_cost(flows, 12, t12)
     headline = {
@@ -145,7 +153,16 @@ def cost_per_refund(flows: dict[str, Any]) -> tuple[dict[str, float], dict[str, 
         "express_3_polls": round(three["expressUsd"], 8),
         "express_12_polls": round(twelve["expressUsd"], 8),
     }
-    return headline, {"3_polls": three, "12_polls": twelve, "prices": PRICES}
+    detail = {"3_polls": three, "12_polls": twelve, "prices": PRICES}
+    if rate is not None:  # RecordEveryPoll=false: the same refund with the requests the replay counted in that mode
+        for name, requests in (
+            ("express_12_polls_cheap", rate["detail"]["cheapRequests"]),
+            ("express_12_polls_cheap_no_rate_budget", rate["detail"]["cheapNoRateBudgetRequests"]),
+        ):
+            cheap = refund_cost({**flows, "detail": {**flows["detail"], "requests": requests}}, 12, t12)
+            headline[name] = round(cheap["expressUsd"], 8)
+            detail[f"12_polls_{name.removeprefix('express_12_polls_')}"] = cheap
+    return headline, detail
 
 
 def scale_cost(entry: dict[str, Any], flows: dict[str, Any]) -> float:
@@ -251,6 +268,7 @@ def readme_tables(summary: dict[str, Any]) -> str:
                 ],
                 *[[f"lost = 0 at N = {s['n']}", str(s["lost"]), verdict(s["lost"] == 0)] for s in summary["scale"]],
                 *scale_target_rows(summary["scale"]),
+                *rate_rows(summary),
             ]
         ),
         "",
@@ -400,6 +418,28 @@ def readme_tables(summary: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def rate_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Target rows of the rate budget and the cheap Express mode (when bench.rate_budget ran)."""
+    c, rate = summary["cost_per_refund_usd"], summary["detail"].get("rate")
+    if "express_12_polls_cheap" not in c or rate is None:
+        return []
+    observed, budget = summary["provider_rate_max_observed_per_s"], summary["provider_rate_budget_per_s"]
+    return [
+        [
+            f"provider inquiries ≤ budget {budget}/s ({summary['provider_rate_refunds']} refunds at once)",
+            f"{observed}/s per clock second ({rate['maxPerSlidingSecond']} sliding), {rate['refused']} refused,"
+            f" {rate['lost']} lost",
+            verdict(observed <= budget and rate["lost"] == 0),
+        ],
+        [
+            "Express ≤ $0.00007 per refund at 12 polls, RecordEveryPoll=false (rate budget on)",
+            f"${c['express_12_polls_cheap']:.7f}"
+            f" (without the rate budget ${c['express_12_polls_cheap_no_rate_budget']:.7f})",
+            verdict(c["express_12_polls_cheap"] <= 0.00007),
+        ],
+    ]
+
+
 def update_readme(text: str) -> None:
     path = BENCH / "README.md"
     begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -412,7 +452,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", default="100,1000,5000")
     parser.add_argument(
-        "--skip", default="", help="comma-separated: init,inquiry,flows,scale,longtail (reuse old results)"
+        "--skip", default="", help="comma-separated: init,inquiry,flows,scale,longtail,rate (reuse old results)"
     )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -427,12 +467,16 @@ def main() -> None:
     if "scale" not in skip:
         for n in sizes:
             run_module("scale", str(n))
+    if "rate" not in skip:
+        run_module("rate_budget")  # BENCH_RATE_N refunds (default 1,000) within a 20/s provider rate budget
     if "longtail" not in skip:
         run_module("long_tail")
     init = read_json(RESULTS / "init_time.json")
     inquiry = read_json(RESULTS / "inquiry_overhead.json")
     flows = read_json(RESULTS / "stack_flows.json")
-    headline, cost_detail = cost_per_refund(flows)
+    rate_path = RESULTS / "rate_budget.json"
+    rate = read_json(rate_path) if rate_path.exists() else None
+    headline, cost_detail = cost_per_refund(flows, rate)
     attempt = tail_attempt_cost(read_json(RESULTS / "long_tail.json"))
     tail_24h = TAIL_ATTEMPTS_FINAL_AFTER_24H * attempt["usd"]
     twelve = cost_detail["12_polls"]
@@ -465,12 +509,22 @@ def main() -> None:
         "long_tail_cost_per_attempt_usd": round(attempt["usd"], 9),
         "detection_latency_s": flows["detection_latency_s"],
         "scale": [{k: v for k, v in s.items() if k != "detail"} for s in scale],
+        **(
+            {
+                "provider_rate_max_observed_per_s": rate["provider_rate_max_observed_per_s"],
+                "provider_rate_budget_per_s": rate["provider_rate_budget_per_s"],
+                "provider_rate_refunds": rate["n"],
+            }
+            if rate
+            else {}
+        ),
         "detail": {
             "init": init["detail"],
             "inquiry": inquiry["detail"],
             "flows": flows["detail"],
             "cost": cost_detail,
             "scale": {str(s["n"]): s["detail"] for s in scale},
+            "rate": rate["detail"] if rate else None,
         },
     }
     write_json(RESULTS / "summary.json", summary)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, log, median, scan_pages, write_json
+from refund_core.store import RATE_PREFIX
 from refund_poller.cli.timeline import history as execution_history
 from refund_poller.devstack import DevStack
 from refund_poller.local.server import FAKE_CREDENTIALS, REGION
@@ -130,12 +131,20 @@ def reports(stack: DevStack, logical_id: str) -> dict[str, Any]:
     }
 
 
-def count_requests(stack: DevStack) -> dict[str, Any]:
-    """Replay the starter's and the poller's service code here, counting each AWS request it makes."""
+# Among the UpdateItems counted: those on the rate budget's schedule item.
+RATE_BUDGET_WRITES = "dynamodb.UpdateItem.rateBudget"
+
+
+def count_requests(stack: DevStack, settings: dict[str, str] | None = None, tag: str = "count") -> dict[str, Any]:
+    """Replay the starter's and the poller's service code here, counting each AWS request it makes.
+
+    ``settings``: environment variables that differ from the function's (e.g. RECORD_EVERY_POLL=false).
+    """
     config = stack.client("lambda").get_function_configuration(
         FunctionName=stack.cloud.function_name("InquireFunction")
     )
     os.environ.update(config["Environment"]["Variables"])
+    os.environ.update(settings or {})
     os.environ["AWS_ENDPOINT_URL"] = stack.cloud.endpoint_url
     os.environ["AWS_DEFAULT_REGION"] = REGION
     os.environ["AWS_ACCESS_KEY_ID"] = FAKE_CREDENTIALS["aws_access_key_id"]
@@ -149,19 +158,25 @@ def count_requests(stack: DevStack) -> dict[str, Any]:
     def hook(**kwargs: Any) -> None:
         calls[kwargs["event_name"].split(".", 1)[1]] += 1
 
+    def rate_turn(params: dict[str, Any], **_: Any) -> None:
+        # The rate budget's writes go to its own small item (1 WRU whatever the refund item's size).
+        if str(params.get("Key", {}).get("pk", {}).get("S", "")).startswith(RATE_PREFIX):
+            calls[RATE_BUDGET_WRITES] += 1
+
     for client in (service.store._client, service.events._client):  # type: ignore[attr-defined]
         client.meta.events.register("before-call.*.*", hook)
+    service.store._client.meta.events.register("provide-client-params.dynamodb.UpdateItem", rate_turn)
 
     class Executions:
         def start(self, name: str, state: Any) -> str:
             calls["states.StartExecution"] += 1
             return f"arn:aws:states:local:000000000000:execution:bench:{name}"
 
-    refund = f"processing2-success--count-{RUN}"
+    refund = f"processing2-success--{tag}-{RUN}"
     parsed = parse_message(json.dumps(message(refund, 1, 60)))
     service.adapters.adapter("antom", "default")  # profile fetched and cached, as in a warm container
     calls.clear()
-    started = service.start(parsed, message_id=f"count-{RUN}", executions=Executions())
+    started = service.start(parsed, message_id=f"{tag}-{RUN}", executions=Executions())
     starter = dict(calls)
     assert started.poll is not None
     state = started.poll.state

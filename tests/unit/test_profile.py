@@ -245,3 +245,23 @@ def test_invalid_json_is_refused_without_echoing_the_text() -> None:
 
 def test_the_repr_of_a_profile_holds_no_key_material() -> None:
     assert PKCS8_B64[:40] not in repr(parse_profile(profile_data()))
+
+
+def test_a_merchant_rate_budget_is_optional_and_overrides_the_stacks() -> None:
+    assert parse_profile(profile_data("antom")).rate_limit_per_second is None
+    assert parse_profile({**profile_data("antom"), "rateLimitPerSecond": 2.5}).rate_limit_per_second == 2.5
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        (0, "must be from 0.1 to 400 inquiries per second"),
+        (401, "must be from 0.1 to 400 inquiries per second"),
+        ("20", "must be a number of inquiries per second"),
+        (True, "must be a number of inquiries per second"),
+    ],
+)
+def test_a_bad_merchant_rate_budget_is_refused_by_name(value: object, rule: str) -> None:
+    with pytest.raises(ProfileError) as error:
+        parse_profile({**profile_data("antom"), "rateLimitPerSecond": value})
+    assert str(error.value) == f"merchant profile field 'rateLimitPerSecond': {rule}"

@@ -182,6 +182,8 @@ def _refresh(store: DynamoDbRefundStore, refund: DemoRefund, progress: Progress)
     progress.status = str(item.get("status")) if progress.polls else "claimed"  # claimed, not asked yet
     progress.generation = int(item.get("generation") or 0)
     progress.done = item.get("pollingState") == "IDLE"
+    if not progress.done and item.get("pollsLive") is False:  # the stack runs with RecordEveryPoll=false
+        progress.note = "polls not counted live: written on status changes and at the close"
     if progress.done:
         progress.note = "polled by an execution" if item.get("executionArn") else "no execution needed"
         if refund.copies > 1:

@@ -8,6 +8,13 @@ from refund_poller.cli.refunds import require_item
 from refund_poller.cli.render import print_json, stdout
 from refund_poller.cli.target import resolve_target
 
+# The stack runs with RecordEveryPoll=false (docs/internals.md, "Express cost mode").
+POLLS_NOT_LIVE = (
+    "note: polls are not counted live on this stack (RecordEveryPoll=false): polls, lastPollAt and lastObservation "
+    "change only when the status changes; the whole count is written when the polling window closes. "
+    "`refund-poller trace` shows every poll."
+)
+
 
 def status(
     provider: options.Provider,
@@ -41,3 +48,5 @@ def status(
         print_json(json_item(item))
         return
     stdout.print(status_table(f"{provider}/{merchant} {refund_request_id or refund_id}", item))
+    if item.get("pollsLive") is False and item.get("pollingState") == "POLLING":
+        stdout.print(POLLS_NOT_LIVE)

@@ -22,6 +22,7 @@ from refund_poller.sandbox.notifications import NotifyConfigError, NotifyTarget,
 from refund_poller.sandbox.notifier import Notifier
 from refund_poller.sandbox.script import ScriptError, parse_script
 from refund_poller.sandbox.state import SandboxState, invent_id
+from refund_poller.sandbox.traffic import TrafficConfig, TrafficError
 
 ADMIN_PREFIX = "/_sandbox/"
 PUSH_WAIT_S = 10.0  # how long a push request waits for its first attempt before answering 202
@@ -80,6 +81,10 @@ class Admin:
                 return 200, self.state.chaos.to_dict()
             case "PUT", "chaos":
                 return self._set_chaos(request.body)
+            case "GET", "traffic":
+                return 200, self.state.traffic.to_dict()
+            case "PUT", "traffic":
+                return self._set_traffic(request.body)
         return 404, {"error": f"no admin endpoint {request.method} {request.path}"}
 
     def _health(self) -> dict[str, Any]:
@@ -96,6 +101,14 @@ class Admin:
             return 400, {"error": str(exc)}
         self.state.chaos.configure(config)
         return 200, self.state.chaos.to_dict()
+
+    def _set_traffic(self, body: bytes) -> JsonReply:
+        try:
+            config = TrafficConfig.from_dict(_json_object(body))
+        except (BadRequestError, TrafficError) as exc:
+            return 400, {"error": str(exc)}
+        self.state.traffic.configure(config)
+        return 200, self.state.traffic.to_dict()
 
     def _refund(self, request: AdminRequest, route: str) -> JsonReply:
         provider, _, refund_id = route.partition("/")

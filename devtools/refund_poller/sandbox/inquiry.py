@@ -48,6 +48,13 @@ class InquiryService:
         try:
             identity = dialect.identity(headers)
             self._authenticate(dialect, path, identity, headers, body)
+            over_limit = self.state.traffic.admit(dialect.name, identity.caller, time.time())
+            if over_limit is not None:  # the merchant asks too often: refused before the refund is looked at
+                reply = answers.seal(
+                    answers.for_kind(dialect, over_limit, _no_view), dialect, path, identity, self.credentials
+                )
+                self._log(dialect, "-", 0, reply.summary + " (over the traffic limit)")
+                return reply
             refund_id, refund_request_id = self._ids(dialect, body)
             record = self._record(dialect, refund_id, refund_request_id)
         except Refused as exc:
@@ -149,6 +156,10 @@ def _id_field(payload: dict[str, object], name: str) -> str | None:
     if len(value) > MAX_ID_LENGTH:
         raise Refused("PARAM_ILLEGAL", f"{name} must be at most {MAX_ID_LENGTH} characters")
     return value
+
+
+def _no_view(state: str) -> RefundView:
+    raise AssertionError("a traffic-limit answer shows no refund")  # for_kind never asks for one for these kinds
 
 
 def _view(dialect: Dialect, record: RefundRecord, state: str) -> RefundView:

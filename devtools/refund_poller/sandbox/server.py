@@ -36,6 +36,7 @@ from refund_poller.sandbox.notifications import NotifyTarget
 from refund_poller.sandbox.notifier import Notifier
 from refund_poller.sandbox.script import parse_script
 from refund_poller.sandbox.state import LoggedRequest, SandboxState
+from refund_poller.sandbox.traffic import TrafficConfig
 
 MAX_BODY_BYTES = 64 * 1024
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104  # binding all interfaces is an explicit choice  # nosec B104
@@ -231,6 +232,14 @@ class Sandbox:
         self.state.reset()
         if self._notifier is not None:
             self._notifier.reset()
+
+    def set_traffic(self, config: TrafficConfig) -> None:
+        """Refuse inquiries over ``config.limit_per_second`` per merchant (``None``: no limit); counting goes on."""
+        self.state.traffic.configure(config)
+
+    def traffic(self) -> dict[str, Any]:
+        """Inquiries per (provider/caller): requests, refused, maxPerSecond (any one-second span), per second."""
+        return self.state.traffic.to_dict()
 
     def requests(self) -> list[LoggedRequest]:
         """The most recent inquiries as received, oldest first."""

@@ -18,6 +18,7 @@ from typing import Any
 from refund_poller.sandbox.chaos import Chaos, ChaosConfig
 from refund_poller.sandbox.notifications import NotifyTarget
 from refund_poller.sandbox.script import Script, Step, script_for_id
+from refund_poller.sandbox.traffic import Traffic
 
 FINAL_KINDS = frozenset({"success", "fail"})
 MAX_NONCES = 100_000
@@ -282,9 +283,11 @@ class SandboxState:
     nonces: NonceBook = field(default_factory=NonceBook)
     chaos: Chaos = field(default_factory=Chaos)
     requests: RequestLog = field(default_factory=RequestLog)
+    traffic: Traffic = field(default_factory=Traffic)
 
     def reset(self) -> None:
         self.refunds.clear()
         self.nonces.clear()
         self.requests.clear()
         self.chaos.configure(ChaosConfig())
+        self.traffic.clear()

@@ -22,13 +22,15 @@ from refund_core.domain.claim import (
 )
 from refund_core.domain.inquiry import InquiryMessage, RefundRef, execution_name
 from refund_core.domain.outcome import Observation, Status
-from refund_core.domain.polling import Decision, Policy, decide
+from refund_core.domain.polling import Decision, Policy, decide, deferred, rate_limited
+from refund_core.domain.rate import Grant
 from refund_core.domain.tail import NextAttempt, TailPolicy, plan_next, schedule_name
 from refund_core.providers import Provider, ReceivedNotification, RefundQuery
 from refund_core.store import (
     FINAL_BY_NOTIFICATION,
     NOTIFICATION_SOURCE,
     OUTBOX_GRACE_SECONDS,
+    STATUS_WRITERS,
     SUPERSEDED_REASON,
     ClaimContendedError,
     DynamoDbRefundStore,
@@ -73,6 +75,21 @@ class TailScheduler(Protocol):
         ...
 
 
+class RateBudget(Protocol):
+    """The shared provider rate budget per (provider, merchant) (docs/internals.md, "Provider rate budget").
+
+    ``rate``: the merchant profile's own budget, None for the stack's.
+    """
+
+    def acquire(self, provider: str, merchant: str, rate: float | None = None) -> Grant:
+        """A turn to ask the provider (after sleeping until it), or how long until one may be free."""
+        ...
+
+    def lower(self, provider: str, merchant: str, rate: float | None = None) -> bool:
+        """The provider said we ask too often: lower the budget (it recovers by itself)."""
+        ...
+
+
 # Detail types of the events the product publishes (docs/internals.md, "Result events").
 FINISHED_DETAIL_TYPE = "Refund Inquiry Finished"
 CONFLICT_DETAIL_TYPE = "Refund Final Status Conflict"
@@ -101,6 +118,8 @@ class PollResult:
     def tail_gave_up(self) -> int:
         """The ``TailGaveUp`` metric's value for this poll."""
         return 1 if self.gave_up else 0
+
+    deferred: bool = False  # over the provider rate budget: the provider was not asked, the poll waits longer
 
     @property
     def final_status_conflicts(self) -> int:
@@ -151,12 +170,18 @@ class InquiryService:
         tail_policies: Mapping[str, TailPolicy] | None = None,
         tail_scheduler: TailScheduler | None = None,
         still_processing_event: bool = False,
+        rate_budget: RateBudget | None = None,
+        record_every_poll: bool = True,
     ) -> None:
         self.still_processing_event = still_processing_event
         self.max_window_seconds = max_window_seconds
         # No scheduler (or no policy for a provider): no tail, a window closes UNRESOLVED as before.
         self.tail_policies = dict(tail_policies or {}) if tail_scheduler is not None else {}
         self.tail_scheduler = tail_scheduler
+        self.rate_budget = rate_budget
+        # False (the stack's RecordEveryPoll): a poll writes the item only when the status changes, and the close
+        # writes the polls in between; the state carries them meanwhile (docs/internals.md, "Express cost mode").
+        self.record_every_poll = record_every_poll
         self.store = store
         self.adapters = adapters
         self.events = events
@@ -339,36 +364,60 @@ class InquiryService:
         """
         inquiry = state["inquiry"]
         key, window = inquiry["key"], Window.from_state(state)
-        query = RefundQuery(refund_id=inquiry.get("refundId"), refund_request_id=inquiry.get("refundRequestId"))
-        observation = adapter.inquire(query, timeout_seconds=budget_seconds)
-        now = self.clock()
-        not_found = int(state.get("notFoundPolls", 0)) + 1 if observation.status is Status.NOT_FOUND else 0
-        decision = decide(
-            observation,
-            Policy.from_state(state["policy"]),
-            now=now,
-            deadline=float(state["deadline"]),
-            not_found_polls=not_found,
-        )
-        new_state = {**state, "polls": int(state.get("polls", 0)) + 1, "notFoundPolls": not_found}
+        grant = self._turn(adapter, inquiry)
+        new_state = dict(state)
+        unrecorded = int(state.get("unrecordedPolls", 0))
+        if grant.granted:
+            query = RefundQuery(refund_id=inquiry.get("refundId"), refund_request_id=inquiry.get("refundRequestId"))
+            observation = adapter.inquire(query, timeout_seconds=_less(budget_seconds, grant.delay))
+            if self.rate_budget is not None and rate_limited(observation):
+                self.rate_budget.lower(inquiry["provider"], inquiry["merchant"], _profile_rate(adapter))
+            now = self.clock()
+            not_found = int(state.get("notFoundPolls", 0)) + 1 if observation.status is Status.NOT_FOUND else 0
+            decision = decide(
+                observation,
+                Policy.from_state(state["policy"]),
+                now=now,
+                deadline=float(state["deadline"]),
+                not_found_polls=not_found,
+            )
+            new_state.update(polls=int(state.get("polls", 0)) + 1, notFoundPolls=not_found)
+            unrecorded += 1
+        else:  # over the rate budget: the provider is not asked, the poll comes back later (the deadline holds)
+            observation = _not_asked(inquiry["provider"], grant)
+            now = self.clock()
+            policy, deadline = Policy.from_state(state["policy"]), float(state["deadline"])
+            decision = deferred(policy, now=now, deadline=deadline, retry_after=grant.retry_after)
+            new_state["deferredPolls"] = int(state.get("deferredPolls", 0)) + 1
+        new_state.setdefault("polls", 0)
         # What the provider said, in the state itself, so each poll in the console's history explains itself.
         new_state["observation"] = _trace_summary(observation)
+        if decision.next == "wait" and (not grant.granted or self._unchanged(state, observation)):
+            if unrecorded:
+                new_state["unrecordedPolls"] = unrecorded
+            new_state["decision"] = decision.to_state()
+            return PollResult(new_state, observation, decision, None, deferred=not grant.granted)
+        asked = observation if grant.granted else None
         tail_next, gave_up, tail_fields = None, False, None
         if "tail" in state and decision.next != "wait":
             tail_next, gave_up, tail_fields = self._tail_step(state, observation, decision, now)
+        live = self.record_every_poll
         if decision.next == "wait":
-            written = self.store.record(key, window, observation, now=now)
+            written = self.store.record(key, window, observation, now=now, polls=unrecorded, live=live)
         elif tail_next is not None:
             assert tail_fields is not None
-            written = self._enter_tail(key, window, state, observation, tail_next, tail_fields, now)
+            written = self._enter_tail(key, window, state, observation, tail_next, tail_fields, now, unrecorded)
             decision = Decision("done", observation.status)
         else:
             reason = _closing_reason(decision, observation, new_state["polls"])
             if gave_up:
                 reason = _gave_up_reason(state, observation)
             written = self.store.record_and_close(
-                key, window, observation, decision.status, reason, now=now, tail=tail_fields
+                key, window, asked, decision.status, reason, now=now, tail=tail_fields, polls=unrecorded, live=live
             )
+        new_state.pop("unrecordedPolls", None)
+        if not self.record_every_poll and observation.status in STATUS_WRITERS:
+            new_state["recordedStatus"] = observation.status.value
         if written.outcome == "superseded":
             decision = Decision("done", observation.status)
             reason = SUPERSEDED_REASON if written.item else "no item for this refund (never claimed, or deleted)"
@@ -473,6 +522,7 @@ class InquiryService:
         next_attempt: NextAttempt,
         fields: dict[str, Any],
         now: float,
+        polls: int = 1,
     ) -> Any:
         """Schedule the next attempt, then record it on the item. The schedule comes first: its name is fixed by
         window and attempt (a retry makes no second one), and a schedule whose write then fails finds the item
@@ -496,7 +546,9 @@ class InquiryService:
             "tailPlan": plan,
             "tailScheduleName": name,
         }
-        written = self.store.enter_tail(key, window, observation, pending, now=now)
+        written = self.store.enter_tail(
+            key, window, observation, pending, now=now, polls=polls, live=self.record_every_poll
+        )
         if written.outcome != "written":
             self._cancel_tail(name)
         return written
@@ -514,6 +566,18 @@ class InquiryService:
         # An optimisation only: a firing that was not cancelled finds a newer window and does nothing.
         with contextlib.suppress(Exception):
             self.tail_scheduler.cancel(name)
+
+    def _turn(self, adapter: Provider, inquiry: Mapping[str, Any]) -> Grant:
+        if self.rate_budget is None:
+            return Grant(True)
+        return self.rate_budget.acquire(inquiry["provider"], inquiry["merchant"], _profile_rate(adapter))
+
+    def _unchanged(self, state: Mapping[str, Any], observation: Observation) -> bool:
+        """RecordEveryPoll false: whether this poll may go unrecorded (not the window's first recorded poll, and the
+        status it would store is the one stored, or none)."""
+        if self.record_every_poll or "recordedStatus" not in state:
+            return False
+        return observation.status not in STATUS_WRITERS or observation.status.value == state["recordedStatus"]
 
     def publish_pending(self, key: str, item: Mapping[str, Any]) -> int:
         """Publish the item's pending events (outbox), clearing each flag after its event was accepted.
@@ -568,6 +632,24 @@ class InquiryService:
             if cursor is None:
                 break
         return SweepResult(looked, published, failed)
+
+
+def _profile_rate(adapter: Provider) -> float | None:
+    """The merchant profile's own rate budget (profile ``rateLimitPerSecond``), if the adapter has a profile."""
+    profile = getattr(adapter, "profile", None)
+    return getattr(profile, "rate_limit_per_second", None)
+
+
+def _not_asked(provider: str, grant: Grant) -> Observation:
+    return Observation(
+        provider=provider,
+        status=Status.UNKNOWN,
+        reason=f"not asked: over the provider rate budget (a turn in about {grant.retry_after:.1f} s)",
+    )
+
+
+def _less(budget_seconds: float | None, spent: float) -> float | None:
+    return None if budget_seconds is None else budget_seconds - spent
 
 
 def _trace_summary(observation: Observation) -> dict[str, Any]:

@@ -73,9 +73,14 @@ TAIL_ATTRIBUTES = (
     "tailHistory",
     "gaveUp",
 )
-_OUTBOX_FLAGS = frozenset({EVENT_PENDING, CONFLICT_EVENT_PENDING, EVENT_ID, CONFLICT_EVENT_ID})
+# RecordEveryPoll false: the item's polls / lastPollAt are written on status changes and at the close only (the CLI
+# says so while a window is open); by the time an event goes out the count is whole, so events leave it out.
+POLLS_LIVE = "pollsLive"
+_OUTBOX_FLAGS = frozenset({EVENT_PENDING, CONFLICT_EVENT_PENDING, EVENT_ID, CONFLICT_EVENT_ID, POLLS_LIVE})
 # Statuses an observation may write; UNKNOWN (a failed poll) leaves the stored status as it was.
-_STATUS_WRITERS = frozenset({Status.SUCCESS, Status.FAIL, Status.PROCESSING, Status.NOT_FOUND})
+STATUS_WRITERS = _STATUS_WRITERS = frozenset({Status.SUCCESS, Status.FAIL, Status.PROCESSING, Status.NOT_FOUND})
+# The rate budget's schedule items (refund_core/aws/rate_budget.py) share the table: scans skip them.
+RATE_PREFIX = "rate#"
 # An alias outlives every write of its refund item: the item's expiry moves with each poll of a window (at most
 # the state machine's 30-minute timeout after the claim), the alias's is set this much further at each claim.
 ALIAS_TTL_MARGIN_SECONDS = 2 * 86400
@@ -322,13 +327,25 @@ class DynamoDbRefundStore:
 
     # -- a window's writes ------------------------------------------------------------------------------------
 
-    def record(self, key: str, window: Window, observation: Observation, *, now: float) -> Written:
+    def record(
+        self, key: str, window: Window, observation: Observation, *, now: float, polls: int = 1, live: bool = True
+    ) -> Written:
         """Store one observation of a window that goes on polling: counters always, the status when it does not
-        regress, nothing at all when the window is no longer the item's."""
-        return self._write(key, window, observation, None, None, now)
+        regress, nothing at all when the window is no longer the item's. ``polls``: the polls this write accounts
+        for (more than 1 when polls in between were not recorded); ``live`` False (RecordEveryPoll false) marks
+        the item ``pollsLive = false``: its poll count and last poll are written on status changes and the close."""
+        return self._write(key, window, observation, None, None, now, polls=polls, live=live)
 
     def enter_tail(
-        self, key: str, window: Window, observation: Observation, tail: Mapping[str, Any], *, now: float
+        self,
+        key: str,
+        window: Window,
+        observation: Observation,
+        tail: Mapping[str, Any],
+        *,
+        now: float,
+        polls: int = 1,
+        live: bool = True,
     ) -> Written:
         """Store the observation and leave the window waiting for its next tail attempt (``pollingState`` TAIL).
 
@@ -336,7 +353,7 @@ class DynamoDbRefundStore:
         after a tail attempt, ``history`` (that attempt's entry for ``tailHistory``). No event: the window is
         still open. Conditional on the window, as every loop write.
         """
-        return self._write(key, window, observation, None, None, now, tail=tail)
+        return self._write(key, window, observation, None, None, now, tail=tail, polls=polls, live=live)
 
     def take_tail_attempt(
         self, key: str, window_id: str, attempt: int, *, message_id: str, now: float
@@ -365,6 +382,8 @@ class DynamoDbRefundStore:
         *,
         now: float,
         tail: Mapping[str, Any] | None = None,
+        polls: int = 1,
+        live: bool = True,
     ) -> Written:
         """The window's last observation and its close as one conditional write, marking its result event pending.
 
@@ -372,7 +391,7 @@ class DynamoDbRefundStore:
         final status on an item still polling; a crash after this write cannot lose the event). ``tail``: a tail
         attempt's ``history`` entry and ``gaveUp``.
         """
-        return self._write(key, window, observation, status, reason, now, tail=tail)
+        return self._write(key, window, observation, status, reason, now, tail=tail, polls=polls, live=live)
 
     def close(
         self,
@@ -384,8 +403,8 @@ class DynamoDbRefundStore:
         now: float,
         tail: Mapping[str, Any] | None = None,
     ) -> Written:
-        """End a window without a new observation."""
-        return self._write(key, window, None, status, reason, now, tail=tail)
+        """End a window without a new observation (and without counting a poll)."""
+        return self._write(key, window, None, status, reason, now, tail=tail, polls=0)
 
     def _write(
         self,
@@ -395,12 +414,19 @@ class DynamoDbRefundStore:
         closing: Status | None,
         reason: str | None,
         now: float,
+        *,
         tail: Mapping[str, Any] | None = None,
+        polls: int = 1,
+        live: bool = True,
     ) -> Written:
         keep_status = False  # set once the item turned out final and this write would change its status
         stored_final: dict[str, Any] | None = None
         for _ in range(3):
-            update = self._counters(observation, now) if observation else _Update()
+            update = self._counters(observation, now, polls) if observation else _Update()
+            if observation is None and polls > 0:  # a close without an observation still counts unrecorded polls
+                update.add("polls", polls)
+            if not live:
+                update.set(POLLS_LIVE, False)
             written = None if keep_status else _written_status(observation, closing)
             if observation is not None:
                 for attribute, value in _observation_fields(observation, full=written is not None).items():
@@ -532,10 +558,10 @@ class DynamoDbRefundStore:
         )
         return update, condition
 
-    def _counters(self, observation: Observation, now: float) -> _Update:
+    def _counters(self, observation: Observation, now: float, polls: int = 1) -> _Update:
         return (
             _Update()
-            .add("polls", 1)
+            .add("polls", polls)
             .set("firstPollAt", _iso(now), if_absent=True)
             .set("lastPollAt", _iso(now))
             .set("lastObservation", _observation_summary(observation))
@@ -749,8 +775,8 @@ def may_publish(item: Mapping[str, Any], *, message_id: str | None, now: float) 
 
 
 def is_refund_item(item: Mapping[str, Any]) -> bool:
-    """False for the alias items that share the table with refund items."""
-    return not str(item.get("pk", "")).startswith(ALIAS_PREFIX)
+    """False for the alias items and the rate budget's schedule items that share the table with refund items."""
+    return not str(item.get("pk", "")).startswith((ALIAS_PREFIX, RATE_PREFIX))
 
 
 def _written_status(observation: Observation | None, closing: Status | None) -> Status | None:

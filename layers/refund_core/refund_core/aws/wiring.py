@@ -13,9 +13,11 @@ import boto3
 
 from refund_core.aws.events import EventBridgeEvents
 from refund_core.aws.profiles import SecretsManagerAdapters
+from refund_core.aws.rate_budget import DynamoDbRateBudget
 from refund_core.aws.scheduler import EventBridgeTailScheduler
 from refund_core.domain import tail
 from refund_core.domain.polling import EXPRESS_MAX_WINDOW_SECONDS, policies_from_json
+from refund_core.domain.rate import DEFAULT_RATE_PER_SECOND, RateBudgetError, check_rate
 from refund_core.service import InquiryService
 from refund_core.store import DynamoDbRefundStore
 
@@ -111,8 +113,9 @@ class LazyClient:
 def service_from_environment() -> InquiryService:
     """One service per container: clients, profile cache and HTTP pool are reused across invocations."""
     env = os.environ
+    dynamodb = boto3.client("dynamodb")
     return InquiryService(
-        store=DynamoDbRefundStore(boto3.client("dynamodb"), env["RESULTS_TABLE"], int(env.get("ITEM_TTL_DAYS", "90"))),
+        store=DynamoDbRefundStore(dynamodb, env["RESULTS_TABLE"], int(env.get("ITEM_TTL_DAYS", "90"))),
         adapters=SecretsManagerAdapters(env["PROFILE_SECRET_PREFIX"], **provider_options(env)),
         # Only a poll that closes the window publishes: most first invocations never do.
         events=EventBridgeEvents(cast("EventBridgeClient", LazyClient("events")), env.get("EVENT_BUS_NAME", "default")),
@@ -121,6 +124,8 @@ def service_from_environment() -> InquiryService:
         tail_policies=tail.policies_from_json(env.get("TAIL_POLICY")),
         tail_scheduler=tail_scheduler(env),
         still_processing_event=env.get("TAIL_STILL_PROCESSING_EVENT") == "true",
+        rate_budget=rate_budget(env, dynamodb),
+        record_every_poll=record_every_poll(env),
     )
 
 
@@ -132,6 +137,31 @@ def tail_scheduler(env: Mapping[str, str]) -> EventBridgeTailScheduler | None:
         return None
     group, target, role = (env[name] for name in names)
     return EventBridgeTailScheduler(lambda: boto3.client("scheduler"), group, target, role)
+
+
+def rate_budget(env: Mapping[str, str], dynamodb: Any) -> DynamoDbRateBudget | None:
+    """PROVIDER_RATE_LIMIT: inquiries per second per (provider, merchant) for the whole stack; 0 turns the budget
+    off (no schedule, no extra DynamoDB call per poll). Unset: the default."""
+    text = env.get("PROVIDER_RATE_LIMIT", "")
+    try:
+        value = float(text) if text else DEFAULT_RATE_PER_SECOND
+    except ValueError:
+        value = float("nan")
+    if value == 0:
+        return None
+    try:
+        rate = check_rate(value, "PROVIDER_RATE_LIMIT")
+    except RateBudgetError as exc:
+        raise ValueError(f"{exc} (or 0: off), got {text!r}") from None
+    return DynamoDbRateBudget(dynamodb, env["RESULTS_TABLE"], rate)
+
+
+def record_every_poll(env: Mapping[str, str]) -> bool:
+    """RECORD_EVERY_POLL (the stack's RecordEveryPoll): "true" (default) or "false"."""
+    text = env.get("RECORD_EVERY_POLL", "true")
+    if text not in ("true", "false"):
+        raise ValueError(f"RECORD_EVERY_POLL: must be true or false, got {text!r}")
+    return text == "true"
 
 
 def provider_options(env: Mapping[str, str]) -> dict[str, Any]:

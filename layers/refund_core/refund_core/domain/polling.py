@@ -7,6 +7,7 @@ Deadlines are decided here, in code, rather than by timestamp rules in the state
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
@@ -92,6 +93,13 @@ def decide(observation: Observation, policy: Policy, *, now: float, deadline: fl
     if rate_limited(observation):
         interval *= 2  # back off when the provider says we ask too often
     return _wait_or_close(interval, status, now, deadline)
+
+
+def deferred(policy: Policy, *, now: float, deadline: float, retry_after: float) -> Decision:
+    """The decision for a poll the provider rate budget did not let ask: wait longer than the interval (until a
+    turn may be free), or close the window if that wait would pass its deadline."""
+    wait = policy.interval_seconds + max(1, math.ceil(retry_after))
+    return _wait_or_close(wait, Status.UNKNOWN, now, deadline)
 
 
 def rate_limited(observation: Observation) -> bool:

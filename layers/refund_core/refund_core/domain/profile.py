@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from refund_core.domain.addresses import unsafe_address_reason
+from refund_core.domain.rate import RateBudgetError, check_rate
 
 PROVIDERS = ("antom", "alipayplus", "alphapay")
 
@@ -55,6 +56,7 @@ _FIELDS = frozenset(
         "requestTimeFormat",
         "merchantAccountId",
         "signatureContent",
+        "rateLimitPerSecond",
     }
 )
 # Header values: printable ASCII without spaces or commas (they end up inside signed strings).
@@ -95,6 +97,8 @@ class MerchantProfile:
     merchant_code: str | None = None
     merchant_account_id: str | None = None
     signature_content: str | None = None
+    # This merchant's provider rate budget (inquiries per second), overriding the stack's ProviderRateLimit.
+    rate_limit_per_second: float | None = None
 
     @property
     def caller_id(self) -> str:
@@ -146,6 +150,7 @@ def parse_profile(raw: str | bytes | Mapping[str, Any], *, allow_plain_http: boo
         key_version=_key_version(data),
         request_time_format=_request_time_format(data, provider),
         signature_content=_signature_content(data, provider),
+        rate_limit_per_second=_rate_limit(data),
     )
 
 
@@ -295,6 +300,15 @@ def _request_time_format(data: Mapping[str, Any], provider: str) -> str:
     if provider == "alphapay" and value != "iso8601":
         raise ProfileError("requestTimeFormat", "AlphaPay documents ISO-8601 request times only: use iso8601")
     return value
+
+
+def _rate_limit(data: Mapping[str, Any]) -> float | None:
+    if data.get("rateLimitPerSecond") is None:
+        return None
+    try:
+        return check_rate(data["rateLimitPerSecond"], "rateLimitPerSecond")
+    except RateBudgetError as exc:
+        raise ProfileError("rateLimitPerSecond", str(exc).removeprefix("rateLimitPerSecond: ")) from None
 
 
 def _signature_content(data: Mapping[str, Any], provider: str) -> str | None:

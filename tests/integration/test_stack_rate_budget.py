@@ -1,0 +1,40 @@
+"""The provider rate budget on the whole local stack: 32 refunds polled at once by the starter and the state
+machine's Inquire function (separate worker processes, as Lambda containers), a budget of 4 inquiries per second,
+and the sandbox refusing anything over 4 in a second: it never has to, and every refund ends with its outcome."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from refund_poller.devstack import FAST_POLICY, DevStack
+from refund_poller.sandbox.traffic import TrafficConfig
+from tests.integration.stack_support import send, wait_closed
+
+BUDGET = 4
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    overrides = {**FAST_POLICY, "ProviderRateLimit": str(BUDGET)}
+    with DevStack(tmp_path_factory.mktemp("rate-budget"), parameter_overrides=overrides) as running:
+        yield running
+
+
+def test_refunds_polled_at_once_never_exceed_the_providers_limit(stack: DevStack) -> None:
+    stack.sandbox.set_traffic(TrafficConfig(limit_per_second=BUDGET))
+    run = str(int(time.time()))[-6:]
+    refunds = [f"processing1-success--rb{n}-{run}" for n in range(32)]
+    polling = {"intervalSeconds": 1, "maxDurationSeconds": 120}
+    send(stack, *({"provider": "antom", "refundRequestId": refund, "polling": polling} for refund in refunds))
+    items = wait_closed(stack, [f"antom#default#rr:{refund}" for refund in refunds], timeout=300)
+    assert {item["status"] for item in items.values()} == {"SUCCESS"}, {k: v["status"] for k, v in items.items()}
+    [counts] = [c for name, c in stack.sandbox.traffic()["callers"].items() if name.startswith("antom/")]
+    assert counts["maxPerCalendarSecond"] <= BUDGET, counts
+    assert counts["refused"] == 0
+    # Any one-second span, as the sandbox takes requests in (it shares a process, and the GIL, with moto): within
+    # one request of the budget; test_rate_budget.py holds the budget to every span at the senders.
+    assert counts["maxPerSecond"] <= BUDGET + 1, counts
+    assert counts["requests"] >= 2 * len(refunds)  # each refund answered PROCESSING once, then SUCCESS
