@@ -17,11 +17,12 @@ from tests.unit import notifications
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    # A tight throttle (burst 2, 1 per second), so API Gateway's 429 can be seen; the tests below push one at a time.
+    # A tight throttle (burst 3, 2 per second), so API Gateway's 429 can be seen under 16 pushes at once; the tests
+    # before it push one at a time, well inside it.
     overrides = FAST_POLICY | {
         "ConfirmNotifications": "true",
-        "NotificationsBurstLimit": "2",
-        "NotificationsRateLimit": "1",
+        "NotificationsBurstLimit": "3",
+        "NotificationsRateLimit": "2",
     }
     with DevStack(tmp_path_factory.mktemp("confirm"), parameter_overrides=overrides) as running:
         yield running
@@ -64,8 +65,8 @@ def test_a_notification_the_inquiry_does_not_confirm_closes_nothing(stack: DevSt
 def test_the_endpoint_throttles_as_api_gateway_does(stack: DevStack) -> None:
     """Over the route's burst, API Gateway answers 429 itself (the function never runs); the provider retries."""
     url = stack.notify_base_url + "/notify/antom/default"
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: requests.post(url, data=b"{}", timeout=30), range(8)))
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: requests.post(url, data=b"{}", timeout=30), range(16)))
     throttled = [answer for answer in answers if answer.status_code == 429]
     assert throttled and all(answer.json() == {"message": "Too Many Requests"} for answer in throttled)
     assert {answer.status_code for answer in answers} <= {401, 429}  # the others reached the function: unsigned
