@@ -79,7 +79,7 @@ def _stack(fast: bool, console: object) -> Iterator[tuple[Target, bool, bool]]:
 
     stderr.print("starting a local stack for the demo (emulated AWS, provider sandbox) …")
     with tempfile.TemporaryDirectory(prefix="refund-poller-demo-") as state_dir:
-        stack = DevStack(Path(state_dir), parameter_overrides=FAST_POLICY if fast else None)
+        stack = DevStack(Path(state_dir), parameter_overrides=FAST_POLICY if fast else None, notifications=True)
         try:
             stack.start()
         except (LocalCloudError, OSError) as exc:
@@ -132,6 +132,8 @@ def _refresh(store: DynamoDbRefundStore, refund: DemoRefund, progress: Progress)
     progress.done = item.get("pollingState") == "IDLE"
     if progress.done:
         progress.note = "polled by an execution" if item.get("executionArn") else "no execution needed"
+        if item.get("source") == "notification":
+            progress.note = f"final by notification after {progress.polls} poll(s), before the next"
         if refund.copies > 1:
             progress.note = f"{refund.copies} messages, {progress.generation} polling window(s)"
 
