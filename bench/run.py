@@ -266,6 +266,16 @@ def readme_tables(summary: dict[str, Any]) -> str:
                     f"median {det['interval_1s']} s, max {flows['detection']['interval_1s']['maxS']} s",
                     verdict(det["interval_1s"] <= 1.5),
                 ],
+                [
+                    "notification detection ≤ 1.0 s (push → final, median)",
+                    f"{summary['notification_detection_s']} s",
+                    verdict(summary["notification_detection_s"] <= 1.0),
+                ],
+                [
+                    "no poll after the notification (refund final 20 s after its first poll)",
+                    f"{summary['polls_after_notification']} polls after; {summary['polls_saved_per_refund']:g} saved",
+                    verdict(summary["polls_after_notification"] == 0),
+                ],
                 *[[f"lost = 0 at N = {s['n']}", str(s["lost"]), verdict(s["lost"] == 0)] for s in summary["scale"]],
                 *scale_target_rows(summary["scale"]),
                 *rate_rows(summary),
@@ -452,7 +462,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", default="100,1000,5000")
     parser.add_argument(
-        "--skip", default="", help="comma-separated: init,inquiry,flows,scale,longtail,rate (reuse old results)"
+        "--skip",
+        default="",
+        help="comma-separated: init,inquiry,flows,notifications,scale,longtail,rate (reuse old results)",
     )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -464,6 +476,8 @@ def main() -> None:
         run_module("inquiry_overhead")
     if "flows" not in skip:
         run_module("stack_flows")
+    if "notifications" not in skip:
+        run_module("notifications")
     if "scale" not in skip:
         for n in sizes:
             run_module("scale", str(n))
@@ -474,6 +488,7 @@ def main() -> None:
     init = read_json(RESULTS / "init_time.json")
     inquiry = read_json(RESULTS / "inquiry_overhead.json")
     flows = read_json(RESULTS / "stack_flows.json")
+    notifications = read_json(RESULTS / "notifications.json")
     rate_path = RESULTS / "rate_budget.json"
     rate = read_json(rate_path) if rate_path.exists() else None
     headline, cost_detail = cost_per_refund(flows, rate)
@@ -508,6 +523,9 @@ def main() -> None:
         "cost_per_refund_usd": headline,
         "long_tail_cost_per_attempt_usd": round(attempt["usd"], 9),
         "detection_latency_s": flows["detection_latency_s"],
+        "notification_detection_s": notifications["notification_detection_s"],
+        "polls_saved_per_refund": notifications["polls_saved_per_refund"],
+        "polls_after_notification": notifications["polls_after_notification"],
         "scale": [{k: v for k, v in s.items() if k != "detail"} for s in scale],
         **(
             {
@@ -523,6 +541,7 @@ def main() -> None:
             "inquiry": inquiry["detail"],
             "flows": flows["detail"],
             "cost": cost_detail,
+            "notifications": notifications["detail"],
             "scale": {str(s["n"]): s["detail"] for s in scale},
             "rate": rate["detail"] if rate else None,
         },

@@ -4,7 +4,8 @@ This is the only place that joins the provider side (sandbox, merchant profiles)
 local runtime, which knows nothing about providers: it writes the sandbox's profiles into the
 emulated Secrets Manager under the names the functions look up, lets the functions talk plain
 http to the loopback sandbox (the development-only setting a deployed stack never has), and
-routes result events to a queue so they can be read back.
+routes result events to a queue so they can be read back. With ``notifications=True`` the sandbox
+also pushes each refund's final result to the stack's notification endpoint, as a provider would.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from refund_poller.local import LocalCloud
 from refund_poller.local.scheduler import SchedulerSettings
 from refund_poller.local.stepfunctions_rules import StepFunctionsRules
 from refund_poller.sandbox import PROFILE_SPECS, Sandbox
+from refund_poller.sandbox.notifications import NotifyTarget
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
@@ -57,8 +59,10 @@ class DevStack:
         stepfunctions_rules: StepFunctionsRules | None = None,
         scheduler: SchedulerSettings | None = None,
         tail: bool = False,
+        notifications: bool = False,
     ) -> None:
         self.state_dir = state_dir
+        self.notifications = notifications
         self.sandbox = Sandbox(port=sandbox_port, profiles_dir=state_dir / "profiles")
         self.cloud = LocalCloud(
             template,
@@ -77,6 +81,8 @@ class DevStack:
             self._allow_plain_http_to_loopback()
             self._provision_profiles()
             self._capture_events()
+            if self.notifications:
+                self.send_notifications()
         except BaseException:
             self.stop()
             raise
@@ -98,6 +104,27 @@ class DevStack:
     def notify_base_url(self) -> str:
         """Where providers push notifications: ``<notify_base_url>/notify/<provider>/<merchant>`` (loopback)."""
         return self.cloud.http_api_url
+
+    def notify_url(self, provider: str, merchant: str = "default") -> str:
+        """The endpoint a provider pushes ``merchant``'s notifications to."""
+        return f"{self.notify_base_url}/notify/{provider}/{merchant}"
+
+    def send_notifications(self) -> None:
+        """From now on the sandbox pushes every refund that turns final to this stack's endpoint, per merchant.
+
+        Off unless asked for (``notifications=True``; ``local up`` and the demo ask): a push races the poll
+        that saw the same final answer, and tests written about polling alone must keep their meaning. A test
+        that wants one refund pushed scripts it with :meth:`notify_target` instead.
+        """
+        self.sandbox.notify_to(self.notify_base_url, MERCHANTS)
+
+    def notify_target(self, provider: str, merchant: str = "default", **faults: Any) -> NotifyTarget:
+        """A per-refund target at this stack's endpoint (``Sandbox.set_script_with_notify``), signed for the
+        merchant's profile; ``faults`` are NotifyTarget's (``faults=("dropped",), rate=0.3, seed=1``)."""
+        caller = next(
+            spec.caller_id for spec in PROFILE_SPECS if spec.provider == provider and MERCHANTS[spec.name] == merchant
+        )
+        return NotifyTarget(url=self.notify_url(provider, merchant), merchant=merchant, client_id=caller, **faults)
 
     @property
     def outputs(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.e2e.conftest import CLI, ENV, run_cli
 from tests.e2e.terminal import run_cli_in_pty, widest_line
 
-EXPECTED_COUNTS = {"SUCCESS": 6, "FAIL": 2, "UNRESOLVED": 1, "REJECTED": 1}
+EXPECTED_COUNTS = {"SUCCESS": 7, "FAIL": 2, "UNRESOLVED": 1, "REJECTED": 1}
 
 
 def test_demo_fast_starts_its_own_stack_and_ends_with_the_expected_outcomes(tmp_path: Path) -> None:
@@ -20,7 +20,10 @@ def test_demo_fast_starts_its_own_stack_and_ends_with_the_expected_outcomes(tmp_
     summary = json.loads(done.stdout)
     assert summary["ok"] is True
     assert summary["counts"] == EXPECTED_COUNTS
-    assert summary["asExpected"] == summary["expectedCount"] == 10
+    assert summary["asExpected"] == summary["expectedCount"] == 11
+    [notified] = [r for r in summary["refunds"] if r["scenario"] == "final by notification"]
+    assert (notified["actual"], notified["polls"]) == ("SUCCESS", 1)
+    assert notified["note"].startswith("final by notification after 1 poll(s)")
     assert {r["provider"] for r in summary["refunds"]} == {"antom", "alipayplus", "alphapay"}
     assert all(r["trace"].startswith("refund-poller ") for r in summary["refunds"])
     assert "starting a local stack" in done.stderr  # progress lines go to stderr with --json

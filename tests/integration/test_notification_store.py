@@ -3,6 +3,7 @@ notification is given: its dialects are tested in tests/unit/test_notification_d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -94,3 +95,29 @@ def test_the_acknowledgement_body_is_returned_as_the_provider_gives_it(service: 
     notified(core, Status.SUCCESS)
     assert core.service.notify("antom", "default", NOTE).acknowledgement == b'{"result":{}}'
     assert notifications.ACK["result"]["resultStatus"] == "S"
+
+
+def test_a_poll_in_flight_when_a_notification_closes_its_window_leaves_the_announcement_to_the_notification(
+    service: Core,
+) -> None:
+    """Found by the notification chaos load: a poll past its read whose write then finds the window closed by a
+    notification published the window's event too, while the notification's handler published it: two copies."""
+    core = service
+    started = core.send({"provider": "antom", "refundRequestId": REFUND})
+    assert started.execution_arn
+    state = core.execution_input(started.execution_arn)
+    key = state["inquiry"]["key"]
+    core.provider.queue(REFUND, answer(Status.SUCCESS, refund_request_id=REFUND, refund_id="R-1"))
+    notification = replace(answer(Status.SUCCESS, refund_request_id=REFUND, refund_id="R-1"), reason="notification")
+    # The notification's handler has written (its publish comes next) while the poll is past its read.
+    closed = core.service.store.record_notification(key, notification, now=core.clock())
+    assert closed.outcome == "closed"
+
+    poll = core.service.poll_once(core.service.adapters.adapter("antom", "default"), state)
+    core.service.publish_pending(key, closed.item)  # the handler goes on: it publishes what it closed
+
+    assert (poll.decision.next, poll.decision.status) == ("done", Status.SUCCESS)
+    events = eventually(lambda: core.capture.drain()) or []
+    time.sleep(1)
+    events += core.capture.drain()
+    assert [(e["detail"]["status"], e["detail"].get("source")) for e in events] == [("SUCCESS", "notification")]

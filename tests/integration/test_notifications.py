@@ -41,11 +41,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 
 def provider_key(stack: DevStack, provider: str) -> rsa.RSAPrivateKey:
-    """The sandbox's provider private key (the key the provider signs its pushes with); the sandbox keeps it in
-    memory only, so the test reads it there."""
-    server = stack.sandbox._bound()  # the only way to the sandbox's in-memory keys
-    key: rsa.RSAPrivateKey = server.inquiry.credentials.provider_keys[provider]
-    return key
+    """The sandbox's provider private key (the key the provider signs its pushes with)."""
+    return stack.sandbox.provider_key(provider)
 
 
 def refund(script: str) -> str:
@@ -208,7 +205,7 @@ def test_refused_notifications_change_nothing(stack: DevStack, case: str) -> Non
     raw = notifications.body(provider, "SUCCESS", **ids(provider, refund_id))
     path = f"/notify/{provider}/default"
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    merchant_key: rsa.RSAPrivateKey = stack.sandbox._bound().inquiry.credentials.merchant_keys[provider]
+    merchant_key = stack.sandbox.merchant_key(provider)
     expected = {"forged": 401, "unsigned": 401, "wrong-key": 401, "stale-replay": 401, "oversized": 413}
     if case == "forged":
         answered = push(stack, provider, raw, key=forger)

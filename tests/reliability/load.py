@@ -23,7 +23,8 @@ from refund_core.domain.claim import EVENT_PENDING
 from refund_core.domain.inquiry import REFUND_ID, REQUEST_ID, RefundRef, item_key
 from refund_poller.devstack import DevStack
 from refund_poller.local.fault_proxy import FaultProxy
-from refund_poller.sandbox import ChaosConfig
+from refund_poller.sandbox import PROFILE_SPECS, ChaosConfig
+from refund_poller.sandbox.notifications import NotifyTarget
 from tests.integration.hostile_provider import HostileProvider
 from tests.integration.stack_support import send, store
 from tests.reliability.accounting import (
@@ -60,6 +61,7 @@ HOSTILE_MERCHANT = "hostile-net"
 HOSTILE_SCENARIOS = ("replay", "drip", "bomb.nolength", "huge", "flip")
 REPLAYED_IDS = (("r", "someone-else-4711"), ("rr", "someone-else-rr"))  # the ids a replayed answer is about
 PUBLISH_FAILED = "result event not published"
+NOTIFY_SPEEDUP = 60
 
 
 @dataclass
@@ -89,6 +91,12 @@ class Mix:
     hostile_share: float = 0.0
     hostile_scenarios: tuple[str, ...] = HOSTILE_SCENARIOS
     seed: int = 1
+    # The sandbox also pushes each refund's final result to the stack (per refund: its merchant's endpoint), and
+    # with probability ``notify_rate`` spoils the push with one of ``notify_faults`` (sandbox/notifications.py).
+    notify: bool = False
+    notify_faults: tuple[str, ...] = ("dropped", "duplicated", "delayed", "forged")
+    notify_rate: float = 0.3
+    interval: int | None = None  # the messages' own polling interval (the stack's policy when None)
 
 
 @dataclass
@@ -124,6 +132,8 @@ class LoadReport:
     stranded: dict[str, str] = field(default_factory=dict)
     split_refunds: list[str] = field(default_factory=list)
     followups_not_sent: list[str] = field(default_factory=list)
+    notification_problems: list[str] = field(default_factory=list)
+    notifications: dict[str, int] = field(default_factory=dict)
     polls: int = 0
     chaos_injected: int = 0
     inquire_failures: int = 0
@@ -167,6 +177,8 @@ class LoadReport:
                 "strandedPolling": len(self.stranded),
                 "splitRefunds": len(self.split_refunds),
                 "followupsNotSent": len(self.followups_not_sent),
+                "notifications": self.notifications,
+                "notificationProblems": len(self.notification_problems),
             },
             ensure_ascii=False,
         )
@@ -183,6 +195,7 @@ class LoadReport:
             "stranded POLLING with no running loop": self.stranded,
             "split refunds": self.split_refunds,
             "follow-ups not sent": self.followups_not_sent,
+            "notifications": self.notification_problems,
         }
         return {name: value for name, value in found.items() if value}
 
@@ -207,6 +220,8 @@ def run_load(
     if hostile is not None:
         _provision_hostile(stack, hostile)
     plan = _plan(stack, tag, refunds, window, mix, hostile is not None)
+    if mix.notify:  # Antom's retries 60 times sooner (2 min → 2 s): a push that timed out comes again in the window
+        stack.sandbox.set_notify_speedup(NOTIFY_SPEEDUP)
     proxy = _start_faults(stack, faults)
     report = LoadReport(sent=len(plan), kinds=_kinds(plan))
     started = time.monotonic()
@@ -246,6 +261,8 @@ def run_load(
     report.loop_samples, report.most_loops_running = watcher.samples, watcher.most_running
     report.executions = watcher.loops.started
     _account(stack, plan, watcher, report)
+    if mix.notify:
+        _account_notifications(stack, plan, items(stack), report)
     return report
 
 
@@ -254,7 +271,7 @@ def run_load(
 
 def _plan(stack: DevStack, tag: str, refunds: int, window: int, mix: Mix, hostile: bool) -> list[Planned]:
     rng = random.Random(f"{tag}/{mix.seed}")
-    polling = {"maxDurationSeconds": window}
+    polling = {"maxDurationSeconds": window} | ({"intervalSeconds": mix.interval} if mix.interval else {})
     plan: list[Planned] = []
     for n in range(refunds):
         provider = PROVIDERS[n % len(PROVIDERS)]
@@ -274,6 +291,8 @@ def _plan(stack: DevStack, tag: str, refunds: int, window: int, mix: Mix, hostil
             # AlphaPay needs refundId; the others are sent with the merchant's refundRequestId.
             kind, field_name = (REFUND_ID, "refundId") if provider == "alphapay" else (REQUEST_ID, "refundRequestId")
             message = {"provider": provider, "merchant": merchant, field_name: refund_id, "polling": polling}
+            if mix.notify:
+                _notify_refund(stack, mix, provider, merchant, refund_id, seed=rng.randrange(2**31))
             plan.append(
                 Planned(
                     provider,
@@ -286,6 +305,22 @@ def _plan(stack: DevStack, tag: str, refunds: int, window: int, mix: Mix, hostil
                 )
             )
     return plan
+
+
+def _notify_refund(stack: DevStack, mix: Mix, provider: str, merchant: str, refund_id: str, *, seed: int) -> None:
+    """Script the refund with its own notification target: its merchant's endpoint, signed for the profile the
+    merchant was provisioned with (every load merchant shares the sandbox's caller id, so a per-merchant target
+    could not tell them apart). Its own seed: the sandbox draws a target's faults from a generator per target."""
+    caller = next(spec.caller_id for spec in PROFILE_SPECS if spec.name == provider)
+    target = NotifyTarget(
+        url=stack.notify_url(provider, merchant),
+        merchant=merchant,
+        client_id=caller,
+        faults=mix.notify_faults,
+        rate=mix.notify_rate,
+        seed=seed,
+    )
+    stack.sandbox.set_script_with_notify(provider, refund_id, refund_id.split("--", 1)[0], target)
 
 
 def _mixed(
@@ -483,6 +518,43 @@ def _check_outcome(stack: DevStack, planned: Planned, item: dict[str, Any], repo
     report.conflicts_recorded += conflicts
     if planned.kind == "hostile flip" and conflicts < 1:
         report.silent_regressions.append(f"{key}: a FAIL after SUCCESS left no conflict ({status})")
+
+
+def _account_notifications(
+    stack: DevStack, plan: list[Planned], table: dict[str, dict[str, Any]], report: LoadReport
+) -> None:
+    """Every item against the sandbox's truth and its push log: the status is the one the provider turned final
+    with; an item final by notification had a genuine push of that status acknowledged; a forged push was refused
+    (401) and never left a trace (no conflict); a dropped notification left the refund to its polls."""
+    pushes = stack.sandbox.pushes()
+    counts: dict[str, int] = {"notifications": len({e["notification"] for e in pushes})}
+    for fault in {(e["notification"], e["fault"]) for e in pushes if e["fault"]}:
+        counts[f"fault {fault[1]}"] = counts.get(f"fault {fault[1]}", 0) + 1
+    for entry in pushes:
+        kind = "forgery" if entry["forgery"] else entry["outcome"]
+        counts[kind] = counts.get(kind, 0) + 1
+        if entry["forgery"] and entry["replyStatus"] not in (401, None):  # None: the sender gave up waiting
+            report.notification_problems.append(f"forged push answered {entry['replyStatus']}: {entry}")
+    for planned in plan:
+        item, truth = table.get(planned.key), stack.sandbox.refund(planned.provider, planned.sandbox_id or "")
+        if item is None or truth is None:
+            continue  # lost: reported as such
+        own = [e for e in pushes if planned.sandbox_id in (e["refundId"], e["refundRequestId"])]
+        genuine = [e for e in own if not e["forgery"] and e["outcome"] in ("acknowledged", "rejected", "unreachable")]
+        if item.get("status") in FINAL and item["status"] != truth["finalStatus"]:
+            report.notification_problems.append(f"{planned.key}: {item['status']}, the sandbox says {truth}")
+        if item.get("source") == "notification":
+            counts["final by notification"] = counts.get("final by notification", 0) + 1
+            # Genuine and sent (an attempt the sender gave up on may still have been recorded: AlphaPay's once).
+            if not any(e["status"] in (item["status"], "FAILED" if item["status"] == "FAIL" else "") for e in genuine):
+                report.notification_problems.append(f"{planned.key}: final by notification, no genuine push {own}")
+        if any(e["outcome"] == "dropped" for e in own) and item.get("source") == "notification":
+            report.notification_problems.append(f"{planned.key}: a dropped notification was recorded")
+        if item.get("finalConflictCount"):
+            report.notification_problems.append(f"{planned.key}: a conflict was recorded {item['finalConflict']}")
+    for function in ("InquireFunction", "NotifyFunction"):  # under overload: a retried close may publish twice
+        counts[f"{function} timed out"] = stack.cloud.function_logs(function).count("Task timed out")
+    report.notifications = dict(sorted(counts.items()))
 
 
 def _splits(plan: list[Planned], table: dict[str, dict[str, Any]]) -> list[str]:

@@ -175,5 +175,5 @@ class ActivityPrinter(threading.Thread):
                         " (`refund-poller dlq` lists them with their reasons)"
                     )
                 in_dlq = now_in_dlq
-            except Exception:  # noqa: S112 - a stopping stack refuses calls; the next round (or the stop) settles it
+            except Exception:  # noqa: S112  # nosec B112  # a stopping stack refuses calls; the next round settles it
                 continue

@@ -107,7 +107,9 @@ def _stack(fast: bool, keep: bool) -> Iterator[tuple[Target, bool, bool]]:
     stderr.print("starting a local stack for the demo (emulated AWS, provider sandbox) …")
     with tempfile.TemporaryDirectory(prefix="refund-poller-demo-") as scratch:
         stack = DevStack(
-            STATE_DIR / "local" if keep else Path(scratch), parameter_overrides=FAST_POLICY if fast else None
+            STATE_DIR / "local" if keep else Path(scratch),
+            parameter_overrides=FAST_POLICY if fast else None,
+            notifications=True,
         )
         try:
             stack.start()
@@ -186,6 +188,8 @@ def _refresh(store: DynamoDbRefundStore, refund: DemoRefund, progress: Progress)
         progress.note = "polls not counted live: written on status changes and at the close"
     if progress.done:
         progress.note = "polled by an execution" if item.get("executionArn") else "no execution needed"
+        if item.get("source") == "notification":
+            progress.note = f"final by notification after {progress.polls} poll(s), before the next"
         if refund.copies > 1:
             progress.note = f"{refund.copies} messages, {progress.generation} polling window(s)"
 

@@ -23,6 +23,9 @@ class DemoRefund:
     suffix: str
     copies: int = 1  # a duplicate is sent twice
     invalid: bool = False  # sent with a field the contract does not know
+    # Resolved by the provider's pushed notification: its message asks for polls this far apart, so the push
+    # (its script turns final seconds after the first poll) lands well before the next poll, whatever the policy.
+    notified_interval: int | None = None
 
     @property
     def refund(self) -> str:
@@ -41,6 +44,8 @@ class DemoRefund:
     def body(self) -> str:
         field_name = "refundId" if self.provider == "alphapay" else "refundRequestId"
         message: dict[str, Any] = {"provider": self.provider, field_name: self.refund, "correlationId": "demo"}
+        if self.notified_interval:
+            message["polling"] = {"intervalSeconds": self.notified_interval}
         if self.invalid:
             message["amount"] = "10.00"  # not part of the contract: the starter rejects the message
         return json.dumps(message)
@@ -65,6 +70,8 @@ class Progress:
         """Whether the refund ended as expected (a duplicate must also have started one execution only)."""
         if not self.done or self.status != refund.expected:
             return False
+        if refund.notified_interval and self.item.get("source") != "notification":
+            return False
         return refund.copies == 1 or self.generation == 1
 
 
@@ -81,6 +88,9 @@ def plan(suffix: str | None = None) -> list[DemoRefund]:
         ("never final: unresolved", "alphapay", "processing", "UNRESOLVED"),
     ]
     refunds = [DemoRefund(label, provider, script, expected, run) for label, provider, script, expected in cases]
+    refunds.append(
+        DemoRefund("final by notification", "antom", "processing2s-success", "SUCCESS", run, notified_interval=8)
+    )
     refunds.append(DemoRefund("duplicate message", "antom", "processing3-success", "SUCCESS", run, copies=2))
     refunds.append(DemoRefund("invalid message", "antom", "success", REJECTED, run, invalid=True))
     return refunds

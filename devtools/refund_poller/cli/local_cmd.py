@@ -105,6 +105,7 @@ def _started(fast: bool, port: int, sandbox_port: int) -> DevStack:
         parameter_overrides=FAST_POLICY if fast else None,
         sandbox_port=sandbox_port,
         port=port,
+        notifications=True,  # the sandbox pushes each final result to the stack, as the providers do
     )
     try:
         return stack.start()

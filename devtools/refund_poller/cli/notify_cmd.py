@@ -12,14 +12,13 @@ from refund_core.providers import QueryError, RefundQuery
 from refund_poller.cli import options
 from refund_poller.cli.aws_errors import EXIT_FAILURE
 from refund_poller.cli.errors import fail
-from refund_poller.cli.local_state import find_state
+from refund_poller.cli.local_state import STATE_FILE, LocalStackState
 from refund_poller.cli.render import print_json, stdout
 from refund_poller.cli.target import require_local_state
 from refund_poller.sandbox.dialects import DIALECTS
 from refund_poller.sandbox.notifications import MERCHANT_NAME, NotifyConfigError, check_notify_url
 from refund_poller.sandbox.notifier import post
 
-STATE_KEY = "notify_base_url"
 PUSH_TIMEOUT_S = 20.0  # the sandbox answers once the first attempt is done (it waits up to 10 s for it)
 
 
@@ -56,7 +55,7 @@ def notify(
             hint="run it next to `refund-poller local up`, without --stack-name",
         )
     state = require_local_state()
-    body["notifyUrl"] = f"{_notify_base_url()}/notify/{provider}/{merchant}"
+    body["notifyUrl"] = f"{_notify_base_url(state)}/notify/{provider}/{merchant}"
     reply = _ask_sandbox(state.sandbox_url, body)
     if as_json:
         print_json(reply)
@@ -96,24 +95,18 @@ def _push_request(
     return body
 
 
-def _notify_base_url() -> str:
-    """The local stack's notification endpoint, from its state file (written by `local up`)."""
-    found = find_state()
-    assert found is not None  # require_local_state() found it
-    try:
-        value = json.loads(found.path.read_text(encoding="utf-8")).get(STATE_KEY)
-    except (OSError, ValueError, AttributeError):
-        value = None
-    if not value:
+def _notify_base_url(state: LocalStackState) -> str:
+    """The local stack's notification endpoint, as `local up` recorded it."""
+    if not state.notify_base_url:
         fail(
-            f"the local stack in {found.path} serves no notification endpoint (no {STATE_KEY} in its state file)",
+            f"the local stack in {STATE_FILE} serves no notification endpoint (no notify_base_url in its state file)",
             hint="restart it with `refund-poller local up` from a version that serves /notify/{provider}/{merchant}",
             exit_code=EXIT_FAILURE,
         )
     try:
-        return check_notify_url(value, STATE_KEY).rstrip("/")
+        return check_notify_url(state.notify_base_url, "notify_base_url").rstrip("/")
     except NotifyConfigError as exc:
-        fail(f"{found.path}: {exc}", hint="restart the local stack", exit_code=EXIT_FAILURE)
+        fail(f"{STATE_FILE}: {exc}", hint="restart the local stack", exit_code=EXIT_FAILURE)
 
 
 def _ask_sandbox(sandbox_url: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import base64
 import json
 import re
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -40,6 +41,14 @@ MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Content types API Gateway passes to Lambda as text; any other body arrives base64-encoded.
 _TEXT_TYPES = re.compile(r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded)|[^;]*\+(json|xml))", re.I)
 _PATH_VARIABLE = re.compile(r"\{([A-Za-z0-9_]+)(\+?)\}")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up before its answer (a provider's sender timing out) is its business, not an error
+        of the API: quiet, like API Gateway; anything else keeps its traceback."""
+        if not isinstance(sys.exception(), ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -160,7 +169,7 @@ class LocalHttpApi:
             for api in apis.values()
             if api.rate_limit is not None
         }
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
+        self._server = _QuietServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -25,6 +25,8 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from refund_core.domain.profile import is_loopback_host
 from refund_poller.sandbox.admin import ADMIN_PREFIX, Admin, AdminRequest
 from refund_poller.sandbox.answers import JSON_TYPE, Reply
@@ -245,6 +247,15 @@ class Sandbox:
         """The most recent inquiries as received, oldest first."""
         return self.state.requests.entries()
 
+    # ---- keys (tests sign as the provider or the merchant would) ----------------------------------------
+    def provider_key(self, provider: str) -> rsa.RSAPrivateKey:
+        """The provider's private key: answers and notifications are signed with it (bound sandboxes only)."""
+        return self._credentials().provider_keys[provider]
+
+    def merchant_key(self, provider: str) -> rsa.RSAPrivateKey:
+        """The merchant's private key of the provider's profiles: inquiries are signed with it."""
+        return self._credentials().merchant_keys[provider]
+
     # ---- notifications (the /_sandbox/notify endpoints, from Python) --------------------------------------
     @property
     def notifier(self) -> Notifier:
@@ -289,6 +300,9 @@ class Sandbox:
         return self.notifier.pushes.entries(**match)
 
     # ---- internals ------------------------------------------------------------------------
+    def _credentials(self) -> Credentials:
+        return self.notifier.credentials
+
     def _bound(self) -> _Server:
         if self._server is None:
             self.bind()

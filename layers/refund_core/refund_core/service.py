@@ -280,13 +280,13 @@ class InquiryService:
             decision = Decision("done", stored)
             new_state["decision"] = {**decision.to_state(), "reason": SUPERSEDED_REASON, "superseded": True}
             return PollResult(new_state, observation, decision, None, superseded=True, provider_called=False)
-        by_notification = item.get("source") == NOTIFICATION_SOURCE and item.get("reason") == FINAL_BY_NOTIFICATION
+        by_notification = closed_by_notification(item)
         decision = Decision("fail" if stored is Status.ERROR else "done", stored)
         reason = FINAL_BY_NOTIFICATION if by_notification else "window already closed"
         new_state["decision"] = {**decision.to_state(), "reason": reason}
         # The notification's handler publishes what it closed (the sweep, if it could not): a second publisher here
         # would announce the window twice. A window this loop closed itself (a retried attempt) publishes now.
-        if not by_notification or may_publish(item, message_id=None, now=self.clock()):
+        if not left_to_the_notification(item, now=self.clock()):
             self.publish_pending(key, item)
         return PollResult(new_state, observation, decision, public_view(item), provider_called=False)
 
@@ -430,7 +430,9 @@ class InquiryService:
             stored = Status(outcome.get("status", decision.status.value))
             if written.outcome == "closed" or written.conflict:  # the stored outcome is what this window ended with
                 decision = Decision("fail" if stored is Status.ERROR else "done", stored)
-            self.publish_pending(key, written.item)
+            # A poll past its read whose window a notification closed meanwhile: the handler announces it.
+            if written.outcome != "closed" or not left_to_the_notification(written.item, now=now):
+                self.publish_pending(key, written.item)
         new_state["decision"] = decision.to_state() | ({"conflict": True} if written.conflict else {})
         if tail_next is not None and written.outcome == "written":
             when = iso_time(tail_next.at)
@@ -650,6 +652,16 @@ def _not_asked(provider: str, grant: Grant) -> Observation:
 
 def _less(budget_seconds: float | None, spent: float) -> float | None:
     return None if budget_seconds is None else budget_seconds - spent
+
+
+def closed_by_notification(item: Mapping[str, Any]) -> bool:
+    return item.get("source") == NOTIFICATION_SOURCE and item.get("reason") == FINAL_BY_NOTIFICATION
+
+
+def left_to_the_notification(item: Mapping[str, Any], *, now: float) -> bool:
+    """Whether a loop must leave the window's event to the notification that closed it: its handler publishes
+    right after its write, and the outbox sweep after the grace if it could not (one announcement per window)."""
+    return closed_by_notification(item) and not may_publish(item, message_id=None, now=now)
 
 
 def _trace_summary(observation: Observation) -> dict[str, Any]:
