@@ -51,7 +51,7 @@ def test_demo_fits_80x24_with_refunds_in_progress_first_and_ends_with_a_trace(tm
 
     assert widest_line(screen) <= 80
     frames = _frames(screen)
-    assert frames and all(len(rows) == 10 for rows in frames)
+    assert frames and all(len(rows) == 11 for rows in frames)  # every refund of the plan, none cut off
     for rows in frames:  # a row still expecting its outcome never comes after a finished one
         finished = [("expect " not in row) for row in rows]
         assert finished == sorted(finished), rows
