@@ -112,7 +112,7 @@ def console(local_stack: LocalStack) -> Iterator[Console]:
         yield Console(found.group(0), process)
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
+        process.communicate(timeout=30)  # drains its request log (stderr), so a full pipe cannot hold it up
 
 
 @pytest.fixture(scope="module")

@@ -29,9 +29,9 @@ FINISHED, CONFLICT = "Refund Inquiry Finished", "Refund Final Status Conflict"
 
 
 def _readme_rule() -> dict[str, Any]:
-    """The first JSON block of the README's "Consuming the result event" section: its example rule."""
+    """The first JSON block of the README's "Results and events" section: its example rule."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Consuming the result event", 1)[1]
+    section = readme.split("## Results and events", 1)[1]
     match = re.search(r"```json\n(.*?)```", section, re.DOTALL)
     assert match, "the section shows an event pattern"
     rule: dict[str, Any] = json.loads(match.group(1))

@@ -69,6 +69,8 @@ def test_a_message_can_name_no_endpoint_tls_or_key_setting() -> None:
         "polling",
         "correlationId",
         "force",
+        "tail",  # the long tail's schedule overrides (seconds, bounded)
+        "tailAttempt",  # which tail attempt a scheduled message is (window id, number)
     }
     assert SCHEMA["properties"]["polling"]["additionalProperties"] is False
 

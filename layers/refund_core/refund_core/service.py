@@ -258,12 +258,14 @@ class InquiryService:
         The item is read first: a window already closed (by a notification, or by this poll's own earlier
         attempt) or taken by a newer one ends the loop here, without calling the provider.
         """
+        started = time.monotonic()
         ended = self.ended_without_polling(state)
         if ended is not None:
             return ended
         inquiry = state["inquiry"]
         adapter = self.adapters.adapter(inquiry["provider"], inquiry["merchant"])
-        return self.poll_once(adapter, state, budget_seconds=budget_seconds)
+        # The provider's budget was set before the read above (and the profile's load): what they took is spent.
+        return self.poll_once(adapter, state, budget_seconds=_less(budget_seconds, time.monotonic() - started))
 
     def ended_without_polling(self, state: Mapping[str, Any]) -> PollResult | None:
         """The loop's last step when its window no longer polls (docs/internals.md, "Notifications"), else None."""
@@ -364,12 +366,15 @@ class InquiryService:
         """
         inquiry = state["inquiry"]
         key, window = inquiry["key"], Window.from_state(state)
+        started = time.monotonic()
         grant = self._turn(adapter, inquiry)
         new_state = dict(state)
         unrecorded = int(state.get("unrecordedPolls", 0))
         if grant.granted:
             query = RefundQuery(refund_id=inquiry.get("refundId"), refund_request_id=inquiry.get("refundRequestId"))
-            observation = adapter.inquire(query, timeout_seconds=_less(budget_seconds, grant.delay))
+            # The turn (its DynamoDB calls and its wait) is spent from the provider's budget, so the record's own
+            # writes still fit before the invocation ends (aws/wiring.py, the margins).
+            observation = adapter.inquire(query, timeout_seconds=_less(budget_seconds, time.monotonic() - started))
             if self.rate_budget is not None and rate_limited(observation):
                 self.rate_budget.lower(inquiry["provider"], inquiry["merchant"], _profile_rate(adapter))
             now = self.clock()
