@@ -189,6 +189,13 @@ def window_event_problems(
         seen = finished.get(key, Counter())
         windows = int(item.get("generation", 0))
         copies = sorted(n for n in seen.values() if n != 1)
+        if copies and item.get("source") != "notification" and len(seen) == windows:
+            # The same event delivered twice under one eventId (a publish whose flag clear was cut short, then
+            # repeated by a retry or a redelivery): at-least-once with a stable id, which consumers dedupe (README,
+            # "Results and events"). Printed, not a loss; two eventIds for one window, or none, still fail, and so
+            # does a notification-closed window announced twice (docs/RELIABILITY.md, "Known limits").
+            print(f"same-eventId copies (deduplicated by consumers): {key}: {dict(seen)}")
+            copies = []
         if len(seen) != windows or copies or item.get(EVENT_PENDING) or str(item.get("eventId")) not in seen:
             problems.append(f"{key}: {windows} windows closed, events {dict(seen)}, pending {item.get(EVENT_PENDING)}")
         announced = conflicts.get(key, Counter())

@@ -63,7 +63,7 @@ def test_nothing_lost_nothing_wrong_forged_never_recorded(stack: DevStack, repor
 
 
 COPY = re.compile(
-    r"^[a-z]+#[A-Za-z0-9_-]+#rr?:(?P<id>.+): 1 windows closed, events \{'[0-9a-f]{32}': 2\}, pending False$"
+    r"^(?P<key>[a-z]+#[A-Za-z0-9_-]+#rr?:.+): 1 windows closed, events \{'[0-9a-f]{32}': 2\}, pending False$"
 )
 
 
