@@ -36,6 +36,12 @@ CompletedCli = subprocess.CompletedProcess[str]
 ENV = {**os.environ, "COLUMNS": "250"}
 
 
+def interruptible() -> None:
+    """Popen's preexec_fn for a CLI a test stops with Ctrl-C (SIGINT): as from a terminal, whatever this test run
+    inherited (a shell running it in the background ignores SIGINT, and ignored signals pass on to children)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=ENV)
 

@@ -12,7 +12,7 @@ import signal
 import subprocess
 from typing import Any
 
-from tests.e2e.conftest import CLI, ENV, LocalStack, eventually
+from tests.e2e.conftest import CLI, ENV, LocalStack, eventually, interruptible
 
 
 def _send(stack: LocalStack, *args: str) -> str:
@@ -84,8 +84,9 @@ def test_events_prints_each_result_event_the_stack_published(local_stack: LocalS
 def test_events_follow_prints_events_as_they_come_until_interrupted(local_stack: LocalStack, unique: str) -> None:
     refund = f"success--follow-events-{unique}"
     follower = subprocess.Popen(
-        [*CLI, "events", "--follow"], cwd=local_stack.cwd, stdout=subprocess.PIPE, text=True, env=ENV
-    )
+        [*CLI, "events", "--follow"], cwd=local_stack.cwd, stdout=subprocess.PIPE, text=True, env=ENV,
+        preexec_fn=interruptible,
+    )  # fmt: skip
     try:
         _send(local_stack, "--provider", "antom", "--refund-request-id", refund)
         assert follower.stdout is not None

@@ -32,7 +32,7 @@ from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from refund_core.domain.inquiry import item_key
-from tests.e2e.conftest import CLI, ENV, REPO, LocalStack, eventually, run_cli_concurrently
+from tests.e2e.conftest import CLI, ENV, REPO, LocalStack, eventually, interruptible, run_cli_concurrently
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,7 @@ class Console:
 def console(local_stack: LocalStack) -> Iterator[Console]:
     process = subprocess.Popen(
         [*CLI, "console", "--port", "0"], cwd=local_stack.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=ENV,
+        text=True, env=ENV, preexec_fn=interruptible,
     )  # fmt: skip
     assert process.stdout is not None
     line = process.stdout.readline()
