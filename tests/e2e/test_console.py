@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 import requests
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver import Chrome
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from refund_core.domain.inquiry import item_key
@@ -142,7 +143,19 @@ def click_and_load(browser: Chrome, by: str, value: str) -> None:
     """Click what loads a new page, and wait for it (a click returns before the navigation it starts)."""
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(by, value).click()
-    WebDriverWait(browser, 15).until(staleness_of(page))
+    WebDriverWait(browser, 15).until(lambda _: gone(page))
+    WebDriverWait(browser, 15).until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+
+
+def gone(element: WebElement) -> bool:
+    """The element's page was replaced. Chromium says so with a stale-element error or, when asked mid-navigation,
+    with an inspector error ("Node with given id does not belong to the document"): both mean the old page is gone
+    (selenium's staleness_of knows only the first, and failed a CI run on the second)."""
+    try:
+        element.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException is one
+        return True
+    return False
 
 
 def console_errors(browser: Chrome) -> list[dict[str, Any]]:

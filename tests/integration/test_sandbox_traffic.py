@@ -15,7 +15,7 @@ from refund_core.domain import Status, parse_profile
 from refund_core.domain.polling import rate_limited
 from refund_core.providers import Provider, RefundQuery, provider_for
 from refund_poller.sandbox import Sandbox
-from refund_poller.sandbox.traffic import TrafficConfig
+from refund_poller.sandbox.traffic import Traffic, TrafficConfig
 
 
 @pytest.fixture
@@ -52,6 +52,18 @@ def test_over_the_limit_inquiries_are_refused_and_counted(own_sandbox: Sandbox, 
     assert antom_counts["requests"] == 5 and antom_counts["refused"] == len(refused)
     assert antom_counts["maxPerSecond"] >= 4
     assert sum(antom_counts["perSecond"].values()) == 5
+    assert 3 <= antom_counts["maxSentPerCalendarSecond"] <= 5  # read from the signed Request-Time
+
+
+def test_inquiries_are_also_counted_by_when_the_caller_sent_them() -> None:
+    """Arrivals bunched by a late server still count apart by the Request-Time each was signed with."""
+    traffic = Traffic()
+    for sent_at in (10.0, 10.3, 10.6, 10.9, 11.2):
+        traffic.admit("antom", "c", now=11.5, sent_at=sent_at)
+    traffic.admit("antom", "c", now=11.6)  # a caller that stamps no time: counted on arrival only
+    [counts] = traffic.to_dict()["callers"].values()
+    assert counts["maxPerCalendarSecond"] == 6
+    assert counts["maxSentPerCalendarSecond"] == 4
 
 
 def test_each_merchant_is_counted_on_its_own_and_the_limit_can_be_lifted(own_sandbox: Sandbox) -> None:

