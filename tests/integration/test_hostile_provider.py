@@ -7,7 +7,6 @@ The rules and their sources are in docs/trust.md; each test names the rule it ho
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import http.server
 import json
 import os
@@ -23,16 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from refund_core.domain import Status, parse_profile
 from refund_core.providers import Provider, RefundQuery, provider_for
 from refund_poller.cli.inquire_cmd import EXIT_UNTRUSTED
 from tests.integration.hostile_provider import DRIP_INTERVAL, HostileProvider, refund_id
 from tests.integration.test_cli_inquire import CLI
+from tests.integration.tls_support import self_signed
 
 PROVIDERS = ("antom", "alipayplus", "alphapay")
 TIMEOUT = (1.0, 2.0)  # connect, read: the adapter's own total is 3 s
@@ -308,26 +304,7 @@ def test_refund_poller_inquire_against_the_hostile_provider(
 @pytest.fixture()
 def tls_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """An HTTPS endpoint on 127.0.0.1 whose certificate names only REBINDING_NAME, trusted through the CA bundle."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, REBINDING_NAME)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(REBINDING_NAME)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    cert_file, key_file = self_signed(tmp_path, REBINDING_NAME)
 
     class Teapot(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:

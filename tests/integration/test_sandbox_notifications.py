@@ -3,8 +3,6 @@ with the provider public key (tests/integration/notify_receiver.py)."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import itertools
 import ssl
 import threading
@@ -17,10 +15,6 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from refund_core.domain import parse_profile
 from refund_core.providers import RefundQuery, provider_for
@@ -28,6 +22,7 @@ from refund_poller.sandbox import Sandbox
 from refund_poller.sandbox.dialects import ANTOM_RETRY_INTERVALS
 from refund_poller.sandbox.notifications import NotifyTarget
 from tests.integration.notify_receiver import ACK, PROFILE_OF, Receiver, verify_push
+from tests.integration.tls_support import self_signed
 
 ANTOM_ATTEMPTS = 1 + len(ANTOM_RETRY_INTERVALS)  # the first push and eight retries
 
@@ -431,26 +426,9 @@ def test_a_merchant_target_and_speedup_are_validated(sandbox: Sandbox, receiver:
 
 # ---- transport: TLS verified, a clean stop ------------------------------------------------------------------
 def _self_signed_context(directory: Path) -> ssl.SSLContext:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    cert_file, key_file = self_signed(directory, "127.0.0.1")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+    context.load_cert_chain(cert_file, key_file)
     return context
 
 
