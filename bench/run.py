@@ -359,13 +359,13 @@ def readme_tables(summary: dict[str, Any]) -> str:
                     "Standard",
                     "Express",
                     "Lambda inv.",
-                    "DynamoDB writes",
+                    "DynamoDB writes (write units, rate turns and GSI entries in)",
                     "Express billed s",
                     "logs (not in headline)",
                 ],
                 *[
                     [
-                        f"{k.split('_')[0]} polls",
+                        k.replace("_polls", " polls").replace("_", " "),
                         f"{v['standardUsd']:.7f}",
                         f"{v['expressUsd']:.7f}",
                         str(v["lambdaInvocations"]),

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 import urllib.request
@@ -245,7 +246,21 @@ def count_requests(stack: DevStack, settings: dict[str, str] | None = None, tag:
     }
 
 
+def recount_requests() -> None:
+    """``--requests-only``: replay and count the AWS requests again (counts do not depend on the machine's load)
+    and replace only ``detail.requests`` of the last results; the timings stay those of the last full run."""
+    path = RESULTS / "stack_flows.json"
+    result = json.loads(path.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as tmp, DevStack(Path(tmp)) as stack:
+        result["detail"]["requests"] = count_requests(stack)
+    write_json(path, result)
+    log(f"stack flows: requests recounted: {result['detail']['requests']}")
+
+
 def main() -> None:
+    if "--requests-only" in sys.argv[1:]:
+        recount_requests()
+        return
     messages = [message(T3, 1, 30), message(T12_FALLBACK, 1, 60)]
     messages += [message(refund, 1, window) for window, refund in T12.items()]
     messages += [
