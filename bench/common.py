@@ -202,3 +202,31 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "kernel": os.uname().release,
     }
+
+
+def dynamodb_item_size(raw: dict[str, Any]) -> int:
+    """An item's size in bytes by DynamoDB's rule, from its low-level (typed JSON) form: the UTF-8 bytes of each
+    attribute's name and value; a number 1 byte per two significant digits plus 1; a boolean or null 1; a list or
+    map 3 bytes plus 1 per element plus its elements; a set its elements
+    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html)."""
+
+    def value_size(value: dict[str, Any]) -> int:
+        ((kind, inner),) = value.items()
+        if kind == "S":
+            return len(str(inner).encode())
+        if kind == "N":
+            digits = str(inner).lstrip("-").replace(".", "").strip("0") or "0"
+            return (len(digits) + 1) // 2 + 1
+        if kind in ("BOOL", "NULL"):
+            return 1
+        if kind == "SS":
+            return sum(len(str(v).encode()) for v in inner)
+        if kind == "NS":
+            return sum(value_size({"N": v}) for v in inner)
+        if kind == "M":
+            return 3 + sum(len(k.encode()) + value_size(v) + 1 for k, v in inner.items())
+        if kind == "L":
+            return 3 + sum(value_size(v) + 1 for v in inner)
+        raise ValueError(f"attribute type {kind} is not sized here")
+
+    return sum(len(name.encode()) + value_size(value) for name, value in raw.items())

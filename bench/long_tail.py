@@ -16,8 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, log, write_json
-from bench.stack_flows import dynamodb_item_size, reports, scan
+from bench.common import RESULTS, dynamodb_item_size, log, write_json
+from bench.stack_flows import reports, scan
 from refund_poller.devstack import FAST_POLICY, DevStack
 from refund_poller.local.scheduler import SchedulerSettings
 from refund_poller.local.server import FAKE_CREDENTIALS, REGION

@@ -18,8 +18,10 @@ writes, events). Writes bench/results/stack_flows.json.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import sys
 import tempfile
 import time
 import urllib.request
@@ -27,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, log, median, scan_pages, write_json
+from bench.common import RESULTS, dynamodb_item_size, log, median, scan_pages, write_json
 from refund_core.store import RATE_PREFIX
 from refund_poller.cli.timeline import history as execution_history
 from refund_poller.devstack import DevStack
@@ -133,6 +135,52 @@ def reports(stack: DevStack, logical_id: str) -> dict[str, Any]:
 
 # Among the UpdateItems counted: those on the rate budget's schedule item.
 RATE_BUDGET_WRITES = "dynamodb.UpdateItem.rateBudget"
+# Write request units billed, by DynamoDB's rules (see WriteUnits): the table's, and the secondary indexes'.
+TABLE_WRUS = "dynamodb.WRU.table"
+INDEX_WRUS = "dynamodb.WRU.index"
+# The results table's sparse GSIs (template.yaml), by their key attributes: KEYS_ONLY, so an entry is < 1 KB.
+INDEX_KEYS = (("refundIdKey",), ("pendingShard", "pendingSince"))
+
+
+class WriteUnits:
+    """Write request units of each UpdateItem, as DynamoDB bills them, from the item before and after the write.
+
+    A write is billed per started 1 KB of the larger of the item's size before and after it (a failed condition
+    included: it is billed on the item as it is), and each GSI whose entry the write adds or removes costs one
+    more write (two when the entry's key changes)
+    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html,
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html, "Provisioned throughput
+    considerations"). The item's images come from the writes' own answers (ALL_NEW, or ALL_OLD on a failed
+    condition); a key's first image is read with a client of its own, not counted.
+    """
+
+    def __init__(self, reader: Any, table: str, calls: Counter[str]) -> None:
+        self._reader, self._table, self._calls = reader, table, calls
+        self._images: dict[str, dict[str, Any]] = {}
+        self._pending: list[str] = []
+        self.largest_item_bytes = 0
+
+    def before(self, params: dict[str, Any], **_: Any) -> None:
+        key = str(params["Key"]["pk"]["S"])
+        if key not in self._images:
+            answer = self._reader.get_item(TableName=self._table, Key=params["Key"], ConsistentRead=True)
+            self._images[key] = answer.get("Item", {})
+        self._pending.append(key)
+
+    def after(self, parsed: dict[str, Any], **_: Any) -> None:
+        key = self._pending.pop(0)
+        old = self._images[key]
+        failed = "Error" in parsed
+        new = old if failed else parsed.get("Attributes", {})
+        largest = max(dynamodb_item_size(old), dynamodb_item_size(new))
+        self.largest_item_bytes = max(self.largest_item_bytes, largest)
+        self._calls[TABLE_WRUS] += max(1, math.ceil(largest / 1024))
+        for names in INDEX_KEYS:
+            was = tuple(json.dumps(old.get(n), sort_keys=True) for n in names) if names[0] in old else None
+            now = tuple(json.dumps(new.get(n), sort_keys=True) for n in names) if names[0] in new else None
+            if was != now:
+                self._calls[INDEX_WRUS] += (was is not None) + (now is not None)
+        self._images[key] = new
 
 
 def count_requests(stack: DevStack, settings: dict[str, str] | None = None, tag: str = "count") -> dict[str, Any]:
@@ -166,6 +214,9 @@ def count_requests(stack: DevStack, settings: dict[str, str] | None = None, tag:
     for client in (service.store._client, service.events._client):  # type: ignore[attr-defined]
         client.meta.events.register("before-call.*.*", hook)
     service.store._client.meta.events.register("provide-client-params.dynamodb.UpdateItem", rate_turn)
+    units = WriteUnits(stack.client("dynamodb"), str(stack.outputs["ResultsTableName"]), calls)
+    service.store._client.meta.events.register("provide-client-params.dynamodb.UpdateItem", units.before)
+    service.store._client.meta.events.register("after-call.dynamodb.UpdateItem", units.after)
 
     class Executions:
         def start(self, name: str, state: Any) -> str:
@@ -187,30 +238,29 @@ def count_requests(stack: DevStack, settings: dict[str, str] | None = None, tag:
         state = poll.state
         per_poll.append(dict(calls))
     item = scan(stack)[f"antom#default#rr:{refund}"]
-    return {"starter": starter, "polls": per_poll, "itemBytes": dynamodb_item_size(item)}
+    return {
+        "starter": starter,
+        "polls": per_poll,
+        "itemBytes": dynamodb_item_size(item),
+        "largestItemBytes": units.largest_item_bytes,
+    }
 
 
-def dynamodb_item_size(raw: dict[str, Any]) -> int:
-    """Approximate DynamoDB item size (names + values, as DynamoDB counts them) of a low-level item."""
-
-    def value_size(value: dict[str, Any]) -> int:
-        (kind, inner), *_ = value.items()
-        if kind == "S":
-            return len(str(inner).encode())
-        if kind == "N":
-            return (len(str(inner).lstrip("-").replace(".", "")) + 1) // 2 + 1
-        if kind in ("BOOL", "NULL"):
-            return 1
-        if kind == "M":
-            return 3 + sum(len(k.encode()) + value_size(v) + 1 for k, v in inner.items())
-        if kind == "L":
-            return 3 + sum(value_size(v) + 1 for v in inner)
-        return len(json.dumps(inner).encode())
-
-    return sum(len(name.encode()) + value_size(value) for name, value in raw.items())
+def recount_requests() -> None:
+    """``--requests-only``: replay and count the AWS requests again (counts do not depend on the machine's load)
+    and replace only ``detail.requests`` of the last results; the timings stay those of the last full run."""
+    path = RESULTS / "stack_flows.json"
+    result = json.loads(path.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as tmp, DevStack(Path(tmp)) as stack:
+        result["detail"]["requests"] = count_requests(stack)
+    write_json(path, result)
+    log(f"stack flows: requests recounted: {result['detail']['requests']}")
 
 
 def main() -> None:
+    if "--requests-only" in sys.argv[1:]:
+        recount_requests()
+        return
     messages = [message(T3, 1, 30), message(T12_FALLBACK, 1, 60)]
     messages += [message(refund, 1, window) for window, refund in T12.items()]
     messages += [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from refund_core.domain.inquiry import InquiryMessage
@@ -54,8 +55,9 @@ def test_polls_that_change_nothing_are_not_written_and_the_close_counts_them(cor
     key = f"antom#default#rr:{refund}"
     state = poll_to_the_end(core, cheap(core), refund, *[Status.PROCESSING] * 11, Status.SUCCESS)
     assert state["polls"] == 12 and state["decision"]["status"] == "SUCCESS"
-    # The claim, the first poll, the execution ARN; nothing for polls 2-11; the close; the outbox flag cleared.
-    assert writes.by_key[key] == 5
+    # The claim; the first poll with the execution's ARN (one write); nothing for polls 2-11; the close; the
+    # outbox flag cleared.
+    assert writes.by_key[key] == 4
     item = core.items()[key]
     assert (item["status"], item["polls"], item["pollingState"], item["pollsLive"]) == ("SUCCESS", 12, "IDLE", False)
     assert item["lastObservation"]["status"] == "SUCCESS"
@@ -78,7 +80,7 @@ def test_every_status_change_is_written_with_the_polls_so_far(core: Core) -> Non
     state = service.poll(state).state  # the status changes: written, with the poll before it
     item = core.items()[key]
     assert (item["status"], item["polls"], item["pollsLive"]) == ("PROCESSING", 3, False)
-    assert writes.by_key[key] == 4  # claim, first poll, execution ARN, the change
+    assert writes.by_key[key] == 3  # claim, first poll with the execution ARN, the change
 
 
 def test_every_poll_is_written_by_default(core: Core) -> None:
@@ -89,3 +91,29 @@ def test_every_poll_is_written_by_default(core: Core) -> None:
     assert writes.by_key[key] == 15  # claim, 11 recorded polls, the ARN, the close, the outbox flag
     item = core.items()[key]
     assert item["polls"] == 12 and "pollsLive" not in item
+
+
+def test_a_loop_poll_recorded_before_the_starters_first_keeps_its_answer_and_every_poll_counts(core: Core) -> None:
+    # The starter writes its first answer with the execution's ARN after StartExecution: a loop fast enough to poll
+    # and record first (a status change) must not be overwritten by that older answer, nor lose its count.
+    refund = f"cheap-{uuid.uuid4().hex[:8]}"
+    key = f"antom#default#rr:{refund}"
+    service = cheap(core)
+    core.provider.queue(
+        refund, answer(Status.NOT_FOUND, refund_request_id=refund), answer(Status.PROCESSING, refund_request_id=refund)
+    )
+    polled: list[dict[str, Any]] = []
+
+    class LoopPollsFirst:
+        def start(self, name: str, state: Mapping[str, Any]) -> str:
+            arn = core.executions.start(name, state)
+            core.clock.now += state["decision"]["waitSeconds"]
+            polled.append(service.poll(state).state)  # recorded: PROCESSING differs from NOT_FOUND
+            return arn
+
+    message = InquiryMessage.from_body({"provider": "antom", "refundRequestId": refund})
+    started = service.start(message, message_id=uuid.uuid4().hex, executions=LoopPollsFirst())
+    assert started.action == "polling" and polled
+    item = core.items()[key]
+    assert (item["status"], item["polls"], item["executionArn"]) == ("PROCESSING", 2, started.execution_arn)
+    assert item["lastObservation"]["status"] == "PROCESSING"

@@ -129,8 +129,7 @@ def create_app(settings: ConsoleSettings) -> Flask:
             refund=found,
             windows=[_window(w, found.item, definition, w is latest) for w in reversed(windows)],
             answer=(latest.last_observation if latest and latest.last_observation else None)
-            or found.item.get("lastObservation")
-            or {},
+            or _stored_answer(found.item),
             events=_events(found.item),
             links=console_links(settings.target, key, latest.arn if latest else None, log_group),
             item_json=json.dumps(found.item, indent=2, ensure_ascii=False, sort_keys=True, default=str),
@@ -259,3 +258,14 @@ def _redrive(
     with reading("redriving the DLQ"):
         with_dlq(sqs, dlq_url, None, move)
     return moved, skipped
+
+
+def _stored_answer(item: dict[str, Any]) -> dict[str, Any]:
+    """The item's last answer; its result code and status are in ``result`` when the same write stored it (the
+    item keeps them once: docs/internals.md, "Item size and write units")."""
+    observation = item.get("lastObservation") or {}
+    if not observation:
+        return {}
+    result = item.get("result") or {}
+    stored = {"resultCode": result.get("code"), "resultStatus": result.get("status")}
+    return {**{k: v for k, v in stored.items() if v}, **observation}

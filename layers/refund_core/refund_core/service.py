@@ -120,6 +120,8 @@ class PollResult:
         return 1 if self.gave_up else 0
 
     deferred: bool = False  # over the provider rate budget: the provider was not asked, the poll waits longer
+    # RecordEveryPoll false, the starter's first poll: not written yet; start() writes it with the loop's ARN.
+    record_at: float | None = None
 
     @property
     def final_status_conflicts(self) -> int:
@@ -237,7 +239,7 @@ class InquiryService:
         )
         if tail.enabled:
             state["tail"] = {**tail.to_state(since=now), "attempt": 0}
-        poll = self.poll_once(adapter, state, budget_seconds=budget_seconds)
+        poll = self.poll_once(adapter, state, budget_seconds=budget_seconds, record_later=not self.record_every_poll)
         if poll.superseded:
             return StartResult("skipped", SUPERSEDED_REASON, poll, republished=republished)
         if poll.tail_next is not None:
@@ -247,7 +249,18 @@ class InquiryService:
         assert claim.window_id is not None
         name = execution_name(RefundRef.from_item_key(key), claim.generation, claim.window_id)
         arn = executions.start(name, poll.state)
-        if not self.store.set_execution(key, claim.window, arn):
+        if poll.record_at is not None:  # the first answer and the ARN in one write (RecordEveryPoll false)
+            written = self.store.record_first(key, claim.window, poll.observation, arn, now=poll.record_at)
+            if written.outcome == "written":
+                return StartResult("polling", claim.reason, poll, arn, republished)
+            if written.outcome == "superseded":
+                return StartResult("skipped", SUPERSEDED_REASON, poll, arn, republished)
+            # The loop wrote first (its window closed, or a later poll was recorded): the ARN and this poll's
+            # count only, so the item names its execution and counts every poll.
+            recorded = self.store.set_execution(key, claim.window, arn, polls=1)
+        else:
+            recorded = self.store.set_execution(key, claim.window, arn)
+        if not recorded:
             # A newer window took the refund meanwhile; the loop just started ends at its first poll.
             return StartResult("skipped", SUPERSEDED_REASON, poll, arn, republished)
         return StartResult("polling", claim.reason, poll, arn, republished)
@@ -338,7 +351,7 @@ class InquiryService:
             refund_request_id=observation.refund_request_id,
         )
         resolution = self.store.resolve(message, now=now)
-        forms = {ref.form for ref in message.refs} - set(resolution.unlinked)
+        forms = {ref.tag for ref in message.refs if ref.form not in resolution.unlinked}
         for _ in range(3):
             written = self.store.record_notification(resolution.key, observation, now=now, forms=forms)
             if written.outcome != "blocked":
@@ -355,9 +368,16 @@ class InquiryService:
         return NotifyResult(written.outcome, observation, b"", resolution.key, written.conflict, pending)
 
     def poll_once(
-        self, adapter: Provider, state: Mapping[str, Any], *, budget_seconds: float | None = None
+        self,
+        adapter: Provider,
+        state: Mapping[str, Any],
+        *,
+        budget_seconds: float | None = None,
+        record_later: bool = False,
     ) -> PollResult:
         """``budget_seconds``: the provider call's total time budget (from the invocation's remaining time).
+        ``record_later``: a poll that would be written and goes on waiting is not written here; the result's
+        ``record_at`` says so, and the caller writes it (the starter, with the ARN of the loop it starts).
 
         Every write is conditional on the state's window: when a newer window owns the refund nothing is written
         and the decision is ``done`` (this loop ends). A window closed already (a retried invocation) publishes
@@ -402,6 +422,12 @@ class InquiryService:
                 new_state["unrecordedPolls"] = unrecorded
             new_state["decision"] = decision.to_state()
             return PollResult(new_state, observation, decision, None, deferred=not grant.granted)
+        if record_later and decision.next == "wait":
+            new_state.pop("unrecordedPolls", None)
+            if observation.status in STATUS_WRITERS:
+                new_state["recordedStatus"] = observation.status.value
+            new_state["decision"] = decision.to_state()
+            return PollResult(new_state, observation, decision, None, record_at=now)
         asked = observation if grant.granted else None
         tail_next, gave_up, tail_fields = None, False, None
         if "tail" in state and decision.next != "wait":
@@ -490,7 +516,7 @@ class InquiryService:
             "notFoundPolls": 0,
             "tail": {**plan, "attempt": attempt, "plannedAt": planned},
         }
-        poll = self.poll_once(adapter, state, budget_seconds=budget_seconds)
+        poll = self.poll_once(adapter, state, budget_seconds=budget_seconds, record_later=not self.record_every_poll)
         if poll.superseded:
             return StartResult("skipped", SUPERSEDED_REASON, poll)
         return StartResult("tail" if poll.tail_next else "recorded", f"tail attempt {attempt}", poll)

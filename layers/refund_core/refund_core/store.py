@@ -89,7 +89,7 @@ _ALIAS_REFRESH_SECONDS = 86400
 OUTBOX_GRACE_SECONDS = 60
 _serializer, _deserializer = TypeSerializer(), TypeDeserializer()
 
-WriteOutcome = Literal["written", "superseded", "closed", "duplicate", "conflict", "blocked"]
+WriteOutcome = Literal["written", "superseded", "closed", "duplicate", "conflict", "blocked", "later"]
 
 
 class ClaimContendedError(RuntimeError):
@@ -229,20 +229,20 @@ class DynamoDbRefundStore:
         if not observation.verified or observation.distrust:
             return item
         provider, merchant, _ = key.split("#", 2)
-        bound = set(item.get("aliasedIds") or ())
+        bound = item.get("aliasedIds") or ()
         revealed = [
             RefundRef(provider, merchant, kind, value)
             for kind, value in ((REFUND_ID, observation.refund_id), (REQUEST_ID, observation.refund_request_id))
             if value
         ]
-        new = [ref for ref in revealed if ref.form not in bound]
+        new = [ref for ref in revealed if not ref.bound_in(bound)]
         if not new or len(new) == len(revealed):  # an answer must confirm an id we know before it may add one
             return item
         update = _Update()
         for ref in new:
             if self._bind_alias(ref, key, now) != key:  # the other id already started an item of its own
                 update.set("unlinkedIds", sorted({*(item.get("unlinkedIds") or ()), ref.form}))
-        update.add_to_set("aliasedIds", {ref.form for ref in new})
+        update.add_to_set("aliasedIds", {ref.tag for ref in new})
         ok, after = self._apply(key, update, "attribute_exists(pk)")
         return after if ok else item
 
@@ -306,7 +306,7 @@ class DynamoDbRefundStore:
             update.set(
                 "refundIdKey", RefundRef(message.provider, message.merchant, REFUND_ID, message.refund_id).item_key
             )
-        update.add_to_set("aliasedIds", {ref.form for ref in message.refs})
+        update.add_to_set("aliasedIds", {ref.tag for ref in message.refs})
         generation_name = update.name("generation")
         same = f"attribute_not_exists(pk) OR {update.generation_is(generation)}"
         if generation == 0:
@@ -315,15 +315,27 @@ class DynamoDbRefundStore:
         ok, _ = self._apply(key, update, condition)
         return ok
 
-    def set_execution(self, key: str, window: Window, execution_arn: str) -> bool:
+    def set_execution(self, key: str, window: Window, execution_arn: str, *, polls: int = 0) -> bool:
         """Record the loop's ARN; False when the window was superseded meanwhile (that loop will end itself).
 
         Still recorded when the window closed already (a short window on a busy account can close before
         StartExecution returns): the item must name the execution that polled it, for ``trace`` and the console.
+        ``polls``: polls made but not counted yet (the starter's, when :meth:`record_first` came too late).
         """
         update = _Update().set("executionArn", execution_arn)
+        if polls:
+            update.add("polls", polls)
         ok, _ = self._apply(key, update, update.of_window(window))
         return ok
+
+    def record_first(
+        self, key: str, window: Window, observation: Observation, execution_arn: str, *, now: float
+    ) -> Written:
+        """The starter's first answer and the loop's ARN in one write (RecordEveryPoll false: one write less per
+        refund). Written after StartExecution, so a poll of the loop may have written first: the write is also
+        conditional on no later poll recorded (``lastPollAt``) and answers ``later`` then (nothing written), or
+        ``closed`` when the loop closed the window; either way the caller records the ARN alone."""
+        return self._write(key, window, observation, None, None, now, live=False, execution_arn=execution_arn)
 
     # -- a window's writes ------------------------------------------------------------------------------------
 
@@ -418,24 +430,30 @@ class DynamoDbRefundStore:
         tail: Mapping[str, Any] | None = None,
         polls: int = 1,
         live: bool = True,
+        execution_arn: str | None = None,
     ) -> Written:
         keep_status = False  # set once the item turned out final and this write would change its status
         stored_final: dict[str, Any] | None = None
         for _ in range(3):
-            update = self._counters(observation, now, polls) if observation else _Update()
+            written = None if keep_status else _written_status(observation, closing)
+            fields = _observation_fields(observation, full=written is not None) if observation else {}
+            update = self._counters(observation, now, polls, "result" in fields) if observation else _Update()
             if observation is None and polls > 0:  # a close without an observation still counts unrecorded polls
                 update.add("polls", polls)
             if not live:
                 update.set(POLLS_LIVE, False)
-            written = None if keep_status else _written_status(observation, closing)
             if observation is not None:
-                for attribute, value in _observation_fields(observation, full=written is not None).items():
+                for attribute, value in fields.items():
                     update.set(attribute, value)
                 fields_written = written is not None and observation.status in _STATUS_WRITERS
                 if fields_written and observation.refund_id and not observation.distrust:  # for the index (unused)
                     provider, merchant, _ = key.split("#", 2)
                     update.set("refundIdKey", RefundRef(provider, merchant, REFUND_ID, observation.refund_id).item_key)
             condition = update.in_window(window)
+            if execution_arn is not None:
+                update.set("executionArn", execution_arn)
+                last = update.name("lastPollAt")
+                condition += f" AND (attribute_not_exists({last}) OR {last} <= {update.value(_iso(now))})"
             if written is not None:
                 update.set("status", written.value).set("final", written.final)
                 if written.final:
@@ -469,6 +487,8 @@ class DynamoDbRefundStore:
                 # A window waiting for its next tail attempt was closed for this loop too (a retried invocation).
                 owned = window.owns(item) and item.get("pollingState") in (IDLE, TAIL_STATE)
                 return Written("closed" if owned else "superseded", item)
+            if execution_arn is not None and str(item.get("lastPollAt", "")) > _iso(now):
+                return Written("later", item)  # a later poll of the loop was recorded first: keep its answer
             if tail is not None and closing is None and item.get("final"):
                 # Final by another channel (a notification) while this window polled: no tail, close keeping it.
                 closing, reason = Status(item["status"]), "final status recorded meanwhile by another channel"
@@ -558,13 +578,19 @@ class DynamoDbRefundStore:
         )
         return update, condition
 
-    def _counters(self, observation: Observation, now: float, polls: int = 1) -> _Update:
+    def _counters(self, observation: Observation, now: float, polls: int = 1, result_written: bool = False) -> _Update:
+        """``result_written``: the same write stores the answer's ``result``, so the summary leaves out its code and
+        status (readers take them from ``result``: the item stays under one write unit, see "Results table")."""
+        summary = _observation_summary(observation)
+        if result_written:
+            summary.pop("resultCode", None)
+            summary.pop("resultStatus", None)
         return (
             _Update()
             .add("polls", polls)
             .set("firstPollAt", _iso(now), if_absent=True)
             .set("lastPollAt", _iso(now))
-            .set("lastObservation", _observation_summary(observation))
+            .set("lastObservation", summary)
             .set("expiresAt", int(now) + self._ttl_seconds)
         )
 

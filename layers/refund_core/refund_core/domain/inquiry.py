@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,8 +128,22 @@ class RefundRef:
 
     @property
     def form(self) -> str:
-        """``<kind>:<id>``, as kept in the item's ``aliasedIds``."""
+        """``<kind>:<id>``: the id form in words (``unlinkedIds``, messages)."""
         return f"{self.kind}:{self.value}"
+
+    @property
+    def tag(self) -> str:
+        """``<kind>:<16 hex of SHA-256 of the id>``, as kept in the item's ``aliasedIds``.
+
+        The set only answers "is this form bound to the item already?", and ids are up to 64 characters of any
+        script (192 UTF-8 bytes): full forms made the set the item's largest attribute, past DynamoDB's 1 KB write
+        unit (docs/internals.md, "Results table"). 64 bits keep two ids of one merchant apart."""
+        return f"{self.kind}:{hashlib.sha256(self.value.encode()).hexdigest()[:16]}"
+
+    def bound_in(self, aliased_ids: Iterable[str]) -> bool:
+        """Whether an item's ``aliasedIds`` holds this form (as a tag, or in full as items written before tags)."""
+        bound = set(aliased_ids)
+        return self.tag in bound or self.form in bound
 
     @classmethod
     def from_item_key(cls, key: str) -> RefundRef:
