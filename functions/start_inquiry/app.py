@@ -12,24 +12,25 @@ the batch is done.
 
 A scheduled event (``"source": "aws.events"``, the template's OutboxSweep) is not a batch: it sweeps the outbox,
 publishing result events left pending longer than the grace (docs/internals.md, "Result events (outbox)").
-
-The partial batch response is built here (the records already run on threads): Powertools' batch utility would
-import asyncio and its event data classes on every cold start for the same few lines (bench/README.md, "Cold init").
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import os
 import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from refund_core.aws import StepFunctionsExecutions
 from refund_core.aws.wiring import (
@@ -43,37 +44,18 @@ from refund_core.service import RejectedMessageError, StartResult
 from refund_core.telemetry import MetricValue, emit, log_keys, poll_metrics
 from refund_core.validation import parse_message
 
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
-
 logger = Logger()
 metrics = Metrics()
 _sqs = LazyClient("sqs")  # only a rejected message uses it
 _executions = StepFunctionsExecutions(boto3.client("stepfunctions"), os.environ["STATE_MACHINE_ARN"])
 _service = service_from_environment()
 _provider_cap = provider_total_timeout()
+_processor = AsyncBatchProcessor(event_type=EventType.SQS)
 REJECTED = MetricValue("RejectedMessages", MetricUnit.Count, 1)
 # Items one sweep reads per index page, and at most per run (a sweep every 5 minutes; the run also stops when the
 # invocation's time is up): a backlog of 2,000 clears in one run, and items EventBridge keeps refusing are passed over.
 SWEEP_PAGE = 100
 SWEEP_MAX_ITEMS = 2000
-
-
-class BatchFailedError(RuntimeError):
-    """Every record of the batch failed: the invocation fails and SQS redelivers the whole batch, as Lambda's
-    partial batch response would not tell a batch-wide failure (no AWS call worked) from per-record ones."""
-
-
-@dataclass(frozen=True, slots=True)
-class SQSRecord:
-    """What a record of the SQS event source gives this function: its id and body."""
-
-    message_id: str
-    body: str
-
-    @classmethod
-    def from_event(cls, record: Mapping[str, Any]) -> SQSRecord:
-        return cls(message_id=str(record["messageId"]), body=str(record["body"]))
 
 
 class Batch:
@@ -86,32 +68,20 @@ class Batch:
         self._metric_values: list[MetricValue] = []
         self._log_keys: dict[str, dict[str, str]] = {}
 
-    def handle(self, records: list[SQSRecord]) -> dict[str, list[dict[str, str]]]:
-        """The partial batch response: the records that failed, or ran out of time, for SQS to redeliver.
-
-        Raises BatchFailedError when every record failed."""
+    async def handle(self, record: SQSRecord) -> str:
+        """The record's outcome; OutOfTimeError (a batch item failure) when it cannot finish in time."""
+        loop = asyncio.get_running_loop()
         # A copy of the context per record: the thread-safe log keys it sets stay with this record.
-        work: dict[Future[str], SQSRecord] = {
-            self._pool.submit(contextvars.copy_context().run, self._run, record): record for record in records
-        }
-        _done, late = wait(work, timeout=max(self.deadline.seconds_for_work(), 0.0))
-        failed: list[SQSRecord] = []
-        errors: list[BaseException] = []
-        for future, record in work.items():
-            if future in late:
-                # The record's thread is still busy (an AWS call that hangs): answer for it now, SQS redelivers it.
-                keys = self._log_keys.get(record.message_id, {"messageId": record.message_id})
-                logger.warning("record out of time: left for redelivery", extra=keys)
-                failed.append(record)
-                errors.append(OutOfTimeError(f"message {record.message_id}: not finished before the deadline"))
-            elif (error := future.exception()) is not None:
-                keys = self._log_keys.get(record.message_id, {"messageId": record.message_id})
-                logger.warning("record failed: left for redelivery", extra={**keys, "error": repr(error)})
-                failed.append(record)
-                errors.append(error)
-        if records and len(failed) == len(records):
-            raise BatchFailedError(f"all {len(records)} records failed: {errors[0]!r}") from errors[0]
-        return {"batchItemFailures": [{"itemIdentifier": record.message_id} for record in failed]}
+        work = loop.run_in_executor(self._pool, contextvars.copy_context().run, self._run, record)
+        try:
+            return await asyncio.wait_for(work, timeout=max(self.deadline.seconds_for_work(), 0.0))
+        except TimeoutError:
+            # The record's thread is still busy (an AWS call that hangs): answer for it now, SQS redelivers it.
+            keys = self._log_keys.get(record.message_id, {"messageId": record.message_id})
+            logger.warning("record out of time: left for redelivery", extra=keys)
+            raise OutOfTimeError(
+                f"message {record.message_id}: not finished before the invocation's deadline"
+            ) from None
 
     def metric_values(self) -> list[MetricValue]:
         with self._lock:
@@ -185,14 +155,15 @@ def _report(result: StartResult) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, int]:
     if "Records" not in event and event.get("source") == "aws.events":
-        return dict(sweep(InvocationDeadline(context).seconds_for_work()))
+        return sweep(InvocationDeadline(context).seconds_for_work())
     deadline = InvocationDeadline(context, provider_cap_seconds=_provider_cap)
-    records = [SQSRecord.from_event(record) for record in event.get("Records") or ()]
-    batch = Batch(len(records), deadline)
+    batch = Batch(len(event.get("Records") or ()), deadline)
     try:
-        return batch.handle(records)
+        return async_process_partial_response(
+            event=event, record_handler=batch.handle, processor=_processor, context=context
+        )
     finally:
         batch.close()
         emit(metrics, batch.metric_values())
