@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.e2e.conftest import CLI, ENV, run_cli
 from tests.e2e.terminal import run_cli_in_pty, widest_line
 
-EXPECTED_COUNTS = {"SUCCESS": 7, "FAIL": 2, "UNRESOLVED": 1, "REJECTED": 1}
+EXPECTED_COUNTS = {"SUCCESS": 8, "FAIL": 2, "UNRESOLVED": 1, "REJECTED": 1}
 
 
 def test_demo_fast_starts_its_own_stack_and_ends_with_the_expected_outcomes(tmp_path: Path) -> None:
@@ -20,10 +20,15 @@ def test_demo_fast_starts_its_own_stack_and_ends_with_the_expected_outcomes(tmp_
     summary = json.loads(done.stdout)
     assert summary["ok"] is True
     assert summary["counts"] == EXPECTED_COUNTS
-    assert summary["asExpected"] == summary["expectedCount"] == 11
+    assert summary["asExpected"] == summary["expectedCount"] == 12
     [notified] = [r for r in summary["refunds"] if r["scenario"] == "final by notification"]
     assert (notified["actual"], notified["polls"]) == ("SUCCESS", 1)
     assert notified["note"].startswith("final by notification after 1 poll(s)")
+    # One inquiry in its window, then the long tail (time-compressed): processing, processing, SUCCESS.
+    [tail] = [r for r in summary["refunds"] if r["scenario"] == "final in the long tail"]
+    assert (tail["actual"], tail["polls"], tail["tailAttempts"]) == ("SUCCESS", 4, 3)
+    assert tail["note"] == "final at tail attempt 3 of the long tail"
+    assert all(r["tailAttempts"] == 0 for r in summary["refunds"] if r is not tail)
     assert {r["provider"] for r in summary["refunds"]} == {"antom", "alipayplus", "alphapay"}
     assert all(r["trace"].startswith("refund-poller ") for r in summary["refunds"])
     assert "starting a local stack" in done.stderr  # progress lines go to stderr with --json
@@ -51,7 +56,7 @@ def test_demo_fits_80x24_with_refunds_in_progress_first_and_ends_with_a_trace(tm
 
     assert widest_line(screen) <= 80
     frames = _frames(screen)
-    assert frames and all(len(rows) == 11 for rows in frames)  # every refund of the plan, none cut off
+    assert frames and all(len(rows) == 12 for rows in frames)  # every refund of the plan, none cut off
     for rows in frames:  # a row still expecting its outcome never comes after a finished one
         finished = [("expect " not in row) for row in rows]
         assert finished == sorted(finished), rows

@@ -9,13 +9,18 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from refund_poller.local.deploy import deploy
+from refund_poller.local.errors import DeploymentError
+from refund_poller.local.resources_data import create_schedule_group
 from refund_poller.local.scheduler import ScheduleFirer, SchedulerSettings
 from refund_poller.local.server import ACCOUNT_ID, REGION, MotoServer
+from refund_poller.local.template import load_template
 
 GROUP = "local-tail"
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/scheduler"
@@ -132,3 +137,14 @@ def test_without_the_rules_moto_accepts_an_invalid_name(cloud: tuple[MotoServer,
         assert names(server) == ["x" * 65]
     finally:
         engine.stop()
+
+
+def test_a_stack_name_over_59_characters_fails_at_the_tail_schedule_group(cloud: tuple[MotoServer, str]) -> None:
+    """CloudFormation refuses a schedule group name over 64 characters; the template's is ``<stack>-tail``."""
+    server, _ = cloud
+    template = load_template(Path(__file__).resolve().parents[2] / "template.yaml")
+    only_groups = {"AWS::Scheduler::ScheduleGroup": create_schedule_group}
+    with pytest.raises(DeploymentError, match=r"TailScheduleGroup .*1-64 characters .*at most 59"):
+        deploy(template, server.client, only_groups, {}, "s" * 60, REGION, ACCOUNT_ID)
+    deployed = deploy(template, server.client, only_groups, {}, "s" * 59, REGION, ACCOUNT_ID)
+    assert deployed.resources["TailScheduleGroup"].physical_id == "s" * 59 + "-tail"

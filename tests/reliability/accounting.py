@@ -1,6 +1,7 @@
 """What the load driver counts beyond statuses: running loops per refund item (sampled while the load runs),
 refunds stranded POLLING with no running loop, closed windows without exactly one result event, and the peak
-memory of the function workers.
+memory of the function workers. With the long tail on: refunds with two pending tail attempts (sampled from the
+tail's EventBridge Scheduler group) and provider inquiries made after a tail-resolved refund's final status.
 
 Loops are found the way an operator would on AWS: a STANDARD state machine's RUNNING executions
 (ListExecutions); an EXPRESS one has no ListExecutions or DescribeExecution, so its executions are followed in
@@ -99,17 +100,39 @@ class RunningLoops:
         self._since = max(0, newest - 1000)  # records of one millisecond may arrive in two reads: dedupe above
 
 
+def pending_attempts(stack: DevStack) -> dict[str, list[str]]:
+    """The tail attempts pending now, by the key hash their schedule's name carries (``rp-<key hash>-<window>-
+    <attempt>``, refund_core.domain.tail.schedule_name); empty for a stack without the tail."""
+    group = stack.outputs.get("TailScheduleGroupName")
+    if not group:
+        return {}
+    scheduler = stack.client("scheduler")
+    found: dict[str, list[str]] = {}
+    token: str | None = None
+    while True:
+        page = scheduler.list_schedules(GroupName=str(group), MaxResults=100, **({"NextToken": token} if token else {}))
+        for schedule in page.get("Schedules", []):
+            name = str(schedule["Name"])
+            found.setdefault(name.split("-")[1], []).append(name)
+        token = page.get("NextToken")
+        if not token:
+            return found
+
+
 class LoopWatcher(StatusWatcher):
-    """A StatusWatcher that also samples the running loops per item (two at once: a duplicate loop) and items
-    POLLING long after their window ended with no loop running (stranded)."""
+    """A StatusWatcher that also samples the running loops per item (two at once: a duplicate loop), items
+    POLLING long after their window ended with no loop running (stranded) and, with the long tail on, the pending
+    tail attempts per item (two at once: a refund asked on two schedules)."""
 
     def __init__(self, stack: DevStack, interval: float = 1.0) -> None:
         super().__init__(stack, interval)
         self.loops = RunningLoops(stack)
         self.digests: dict[str, str] = {}  # key hash -> item key, for every key the load may create
         self.duplicate_loops: dict[str, list[str]] = {}
+        self.two_pending_attempts: dict[str, list[str]] = {}
         self.stranded: dict[str, str] = {}
         self.most_running = 0
+        self.tail_samples = 0
 
     def expect(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -125,6 +148,11 @@ class LoopWatcher(StatusWatcher):
         for key, names in by_key.items():
             if len(names) > 1:
                 self.duplicate_loops.setdefault(key, sorted(names))
+        if self._stack.outputs.get("TailScheduleGroupName"):
+            for digest, schedules in pending_attempts(self._stack).items():
+                if len(schedules) > 1:
+                    self.two_pending_attempts.setdefault(self.digests.get(digest, digest), sorted(schedules))
+            self.tail_samples += 1
         now = time.time()
         table = items(self._stack)
         for key, item in table.items():
@@ -141,6 +169,9 @@ def stranded(item: Mapping[str, Any], running: bool, now: float) -> bool:
     have redelivered its message, and the redelivery resumed it, by now)."""
     if item.get("pollingState") != POLLING or running:
         return False
+    if item.get("tailMessageId"):  # a tail attempt taken: its message comes back after the visibility timeout
+        fired = datetime.fromisoformat(str(item.get("lastTailFiredAt")).replace("Z", "+00:00")).timestamp()
+        return now - fired > UNSTARTED_AFTER_SECONDS
     if item.get("executionArn"):
         return now - float(item.get("windowEndsAt") or 0) > STRANDED_AFTER_SECONDS
     claimed = datetime.fromisoformat(str(item.get("claimedAt")).replace("Z", "+00:00")).timestamp()
@@ -202,6 +233,18 @@ def window_event_problems(
         if len(announced) != int(item.get("finalConflictCount", 0)) or any(n != 1 for n in announced.values()):
             conflict_problems.append(f"{key}: {item.get('finalConflictCount', 0)} conflicts, events {dict(announced)}")
     return problems, conflict_problems
+
+
+def inquiries_after_final(stack: DevStack, provider: str, sandbox_id: str, item: Mapping[str, Any]) -> int:
+    """0 or 1: whether the provider was asked about a refund the long tail resolved after the poller had recorded
+    its final status (the sandbox's last inquiry arrived after the item's ``finalAt``). Only for refunds final at
+    a tail attempt: a fast window's retried poll may ask once more after a crash past its write, by design."""
+    history = item.get("tailHistory") or []
+    if not item.get("final") or not history or history[-1].get("status") not in ("SUCCESS", "FAIL"):
+        return 0
+    record = stack.sandbox.refund(provider, sandbox_id) or {}
+    final_at = datetime.fromisoformat(str(item["finalAt"]).replace("Z", "+00:00")).timestamp()
+    return int(float(record.get("lastPollAt") or 0) > final_at)
 
 
 def peak_memory_mb(stack: DevStack) -> dict[str, int]:

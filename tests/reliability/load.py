@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from refund_core.aws.profiles import secret_name
@@ -29,6 +30,7 @@ from tests.integration.hostile_provider import HostileProvider
 from tests.integration.stack_support import send, store
 from tests.reliability.accounting import (
     LoopWatcher,
+    inquiries_after_final,
     name_digest,
     peak_memory_mb,
     stranded,
@@ -62,6 +64,8 @@ HOSTILE_SCENARIOS = ("replay", "drip", "bomb.nolength", "huge", "flip")
 REPLAYED_IDS = (("r", "someone-else-4711"), ("rr", "someone-else-rr"))  # the ids a replayed answer is about
 PUBLISH_FAILED = "result event not published"
 NOTIFY_SPEEDUP = 60
+# What the stack's scheduled rule (template.yaml, rate(5 minutes)) sends the starter: the outbox sweep.
+SWEEP_EVENT = json.loads((Path(__file__).parents[2] / "events" / "scheduled_outbox_sweep.json").read_text())
 
 
 @dataclass
@@ -129,6 +133,8 @@ class LoadReport:
     event_problems: list[str] = field(default_factory=list)
     conflict_event_problems: list[str] = field(default_factory=list)
     duplicate_loops: dict[str, list[str]] = field(default_factory=dict)
+    two_pending_attempts: dict[str, list[str]] = field(default_factory=dict)
+    inquiries_after_final: list[str] = field(default_factory=list)
     stranded: dict[str, str] = field(default_factory=dict)
     split_refunds: list[str] = field(default_factory=list)
     followups_not_sent: list[str] = field(default_factory=list)
@@ -143,6 +149,11 @@ class LoadReport:
     kill_misses: int = 0
     executions: int = 0
     loop_samples: int = 0
+    tail_samples: int = 0
+    tail_attempts: int = 0
+    final_in_tail: int = 0
+    gave_up: int = 0
+    sweeps: int = 0
     most_loops_running: int = 0
     conflicts_recorded: int = 0
     peak_memory_mb: dict[str, int] = field(default_factory=dict)
@@ -174,6 +185,13 @@ class LoadReport:
                 "closedWindowsWithout1Event": len(self.event_problems),
                 "conflictEventProblems": len(self.conflict_event_problems),
                 "duplicateLoops": len(self.duplicate_loops),
+                "tailSamples": self.tail_samples,
+                "tailAttempts": self.tail_attempts,
+                "finalInTail": self.final_in_tail,
+                "gaveUp": self.gave_up,
+                "outboxSweeps": self.sweeps,
+                "twoPendingAttempts": len(self.two_pending_attempts),
+                "inquiriesAfterFinal": len(self.inquiries_after_final),
                 "strandedPolling": len(self.stranded),
                 "splitRefunds": len(self.split_refunds),
                 "followupsNotSent": len(self.followups_not_sent),
@@ -192,6 +210,8 @@ class LoadReport:
             "closed windows with != 1 event": self.event_problems,
             "conflicts with != 1 conflict event": self.conflict_event_problems,
             "duplicate loops": self.duplicate_loops,
+            "two pending tail attempts": self.two_pending_attempts,
+            "inquiries after a final status": self.inquiries_after_final,
             "stranded POLLING with no running loop": self.stranded,
             "split refunds": self.split_refunds,
             "follow-ups not sent": self.followups_not_sent,
@@ -211,10 +231,13 @@ def run_load(
     mix: Mix | None = None,
     hostile: HostileProvider | None = None,
     settle_seconds: float = 120,
+    sweep_every: float | None = None,
 ) -> LoadReport:
     """Send ``refunds`` refunds, at most ``per_second`` a second, under ``faults``; send their follow-ups; wait for
     every window to close; account for each. The load is a count, not a duration: a slow machine sends the same
-    refunds, only later."""
+    refunds, only later. ``sweep_every``: run the outbox sweep that often (seconds), as the stack's scheduled rule
+    does every 5 minutes on AWS (the local stack fires no rate() schedules): a tail attempt's event whose publish
+    failed is published by the sweep, its message's redelivery takes nothing."""
     mix = mix or Mix()
     provision_merchants(stack, mix.merchants)
     if hostile is not None:
@@ -230,8 +253,12 @@ def run_load(
             watcher.expect(p.key for p in plan)
             pending, sent = list(plan), list[Planned]()
             deadline: float | None = None
+            swept = time.monotonic()
             while True:
                 tick = time.monotonic()
+                if sweep_every is not None and tick - swept >= sweep_every:
+                    stack.cloud.invoke("StartInquiryFunction", SWEEP_EVENT)
+                    report.sweeps, swept = report.sweeps + 1, tick
                 batch, pending = pending[: max(1, round(per_second))], pending[max(1, round(per_second)) :]
                 if batch:
                     send(stack, *(p.first for p in batch))
@@ -258,6 +285,8 @@ def run_load(
     report.seconds = time.monotonic() - started
     report.regressions = watcher.regressions()
     report.duplicate_loops = watcher.duplicate_loops
+    report.two_pending_attempts = watcher.two_pending_attempts
+    report.tail_samples = watcher.tail_samples
     report.loop_samples, report.most_loops_running = watcher.samples, watcher.most_running
     report.executions = watcher.loops.started
     _account(stack, plan, watcher, report)
@@ -478,6 +507,7 @@ def _account(stack: DevStack, plan: list[Planned], watcher: LoopWatcher, report:
         status = str(item["status"])
         statuses[status] = statuses.get(status, 0) + 1
         report.polls += int(item.get("polls", 0))
+        _account_tail(stack, planned, item, report)
         _check_outcome(stack, planned, item, report)
     report.statuses = dict(sorted(statuses.items()))
     report.split_refunds = _splits(plan, table)
@@ -493,6 +523,20 @@ def _account(stack: DevStack, plan: list[Planned], watcher: LoopWatcher, report:
     report.peak_memory_mb = peak_memory_mb(stack)
     logs = stack.cloud.function_logs("InquireFunction") + stack.cloud.function_logs("StartInquiryFunction")
     report.put_events_refused = logs.count("EventBridge refused the event")
+
+
+def _account_tail(stack: DevStack, planned: Planned, item: dict[str, Any], report: LoadReport) -> None:
+    history = item.get("tailHistory") or []
+    report.tail_attempts += len(history)
+    report.gave_up += bool(item.get("gaveUp"))
+    if history and history[-1].get("status") in FINAL:
+        report.final_in_tail += 1
+    after_final = [entry["attempt"] for entry in history[:-1] if entry.get("status") in FINAL]
+    if after_final:
+        report.inquiries_after_final.append(f"{planned.key}: tail attempts after the final one {history}")
+    if planned.sandbox_id and inquiries_after_final(stack, planned.provider, planned.sandbox_id, item):
+        record = stack.sandbox.refund(planned.provider, planned.sandbox_id)
+        report.inquiries_after_final.append(f"{planned.key}: asked after finalAt {item.get('finalAt')}: {record}")
 
 
 def _check_outcome(stack: DevStack, planned: Planned, item: dict[str, Any], report: LoadReport) -> None:

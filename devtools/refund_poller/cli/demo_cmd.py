@@ -32,6 +32,7 @@ from refund_poller.cli.target import Target, local_session, local_target
 from refund_poller.cli.trace_cmd import print_trace
 
 REFRESH_SECONDS = 0.5
+DEMO_TIME_SCALE = 1000.0  # the long tail's waits, 1,000 times shorter (docs/long-tail.md, "Local stack")
 # The longest lifecycle is the unresolved one: a whole polling window, plus slack for a loaded machine.
 TIMEOUT_SECONDS = {True: 40.0, False: 100.0}
 
@@ -52,7 +53,8 @@ def demo(
 
     Uses the local stack running in this directory (`refund-poller local up`) or starts one for the demo.
     Sends refunds whose ids script the provider sandbox: success, fail, not found then found, unresolved at
-    the end of the polling window, an invalid message (rejected to the DLQ) and a duplicate (polled once).
+    the end of the polling window, final by the provider's notification, final in the long tail (the demo's own
+    stack runs the tail 1,000 times faster), an invalid message (rejected to the DLQ) and a duplicate (polled once).
     Shows each refund's status and polls as they change (in progress first; fits 80x24), then a summary and
     one refund's trace, with the commands to trace the others. A stack the demo started stops at the end unless
     `--keep` (then it runs on in the foreground, found by the other commands, until Ctrl-C or
@@ -72,7 +74,9 @@ def demo(
     console = stderr if as_json else stdout
     started = time.monotonic()
     with _stack(fast, keep) as (target, own_stack, stack_fast):
-        rows: Rows = [(refund, Progress()) for refund in plan()]
+        if not own_stack:
+            stderr.print("note: the running local stack has the long tail off: the long-tail refund is left out")
+        rows: Rows = [(refund, Progress()) for refund in plan(tail=own_stack)]
         rejected_ids = _send(target, [refund for refund, _ in rows])
         view = LiveView(console) if console.is_terminal else PlainView(console)
         with view:
@@ -102,6 +106,7 @@ def _stack(fast: bool, keep: bool) -> Iterator[tuple[Target, bool, bool]]:
         return
     from refund_poller.devstack import FAST_POLICY, DevStack  # heavy (moto): only when we run the stack
     from refund_poller.local import LocalCloudError
+    from refund_poller.local.scheduler import SchedulerSettings
     from refund_poller.local.server import REGION
 
     stderr.print("starting a local stack for the demo (emulated AWS, provider sandbox) …")
@@ -110,6 +115,10 @@ def _stack(fast: bool, keep: bool) -> Iterator[tuple[Target, bool, bool]]:
             STATE_DIR / "local" if keep else Path(scratch),
             parameter_overrides=FAST_POLICY if fast else None,
             notifications=True,
+            # The long tail on, its waits compressed: the tail refund's attempts planned 2, 12 and 42 minutes
+            # after its window come within seconds (the unresolved refund's message keeps it out of the tail).
+            tail=True,
+            scheduler=SchedulerSettings(time_scale=DEMO_TIME_SCALE),
         )
         try:
             stack.start()
@@ -190,6 +199,8 @@ def _refresh(store: DynamoDbRefundStore, refund: DemoRefund, progress: Progress)
         progress.note = "polled by an execution" if item.get("executionArn") else "no execution needed"
         if item.get("source") == "notification":
             progress.note = f"final by notification after {progress.polls} poll(s), before the next"
+        if progress.tail_attempts:
+            progress.note = f"final at tail attempt {progress.tail_attempts} of the long tail"
         if refund.copies > 1:
             progress.note = f"{refund.copies} messages, {progress.generation} polling window(s)"
 

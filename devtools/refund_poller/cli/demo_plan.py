@@ -26,6 +26,11 @@ class DemoRefund:
     # Resolved by the provider's pushed notification: its message asks for polls this far apart, so the push
     # (its script turns final seconds after the first poll) lands well before the next poll, whatever the policy.
     notified_interval: int | None = None
+    # Resolved in the long tail (docs/long-tail.md): its window makes one inquiry and hands it over to the tail,
+    # whose attempts the demo's stack fires time-compressed (minutes apart on the schedule, about a second here).
+    tail: bool = False
+    # Kept out of the long tail (its message sets the tail's maximum age to 0): closes UNRESOLVED with its window.
+    no_tail: bool = False
 
     @property
     def refund(self) -> str:
@@ -46,6 +51,10 @@ class DemoRefund:
         message: dict[str, Any] = {"provider": self.provider, field_name: self.refund, "correlationId": "demo"}
         if self.notified_interval:
             message["polling"] = {"intervalSeconds": self.notified_interval}
+        if self.tail:
+            message["polling"] = {"maxDurationSeconds": 1}  # one inquiry, then the tail
+        if self.no_tail:
+            message["tail"] = {"maxAgeSeconds": 0}
         if self.invalid:
             message["amount"] = "10.00"  # not part of the contract: the starter rejects the message
         return json.dumps(message)
@@ -66,16 +75,24 @@ class Progress:
     generation: int = 0
     item: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def tail_attempts(self) -> int:
+        """The long tail's attempts made for this refund's window (0: resolved by its window)."""
+        return len(self.item.get("tailHistory") or [])
+
     def judged(self, refund: DemoRefund) -> bool:
         """Whether the refund ended as expected (a duplicate must also have started one execution only)."""
         if not self.done or self.status != refund.expected:
             return False
         if refund.notified_interval and self.item.get("source") != "notification":
             return False
+        if refund.tail and not self.tail_attempts:
+            return False
         return refund.copies == 1 or self.generation == 1
 
 
-def plan(suffix: str | None = None) -> list[DemoRefund]:
+def plan(suffix: str | None = None, *, tail: bool = True) -> list[DemoRefund]:
+    """The demo's refunds; ``tail``: with the one resolved in the long tail (the stack runs the tail)."""
     run = suffix or secrets.token_hex(3)
     cases = [
         ("success after polling", "antom", "processing2-success", "SUCCESS"),
@@ -87,7 +104,14 @@ def plan(suffix: str | None = None) -> list[DemoRefund]:
         ("unknown answer, then success", "alphapay", "unknown1-success", "SUCCESS"),
         ("never final: unresolved", "alphapay", "processing", "UNRESOLVED"),
     ]
-    refunds = [DemoRefund(label, provider, script, expected, run) for label, provider, script, expected in cases]
+    refunds = [
+        DemoRefund(label, provider, script, expected, run, no_tail=expected == "UNRESOLVED")
+        for label, provider, script, expected in cases
+    ]
+    if tail:
+        refunds.append(
+            DemoRefund("final in the long tail", "alipayplus", "processing3-success", "SUCCESS", run, tail=True)
+        )
     refunds.append(
         DemoRefund("final by notification", "antom", "processing2s-success", "SUCCESS", run, notified_interval=8)
     )

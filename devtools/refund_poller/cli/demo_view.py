@@ -158,6 +158,7 @@ def summary_json(rows: Rows, elapsed: float) -> dict[str, Any]:
                 "done": p.done,
                 "asExpected": p.judged(r),
                 "polls": p.polls,
+                "tailAttempts": p.tail_attempts,
                 "note": p.note,
                 "trace": r.trace_command(),
             }

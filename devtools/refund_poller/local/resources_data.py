@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from refund_poller.local.deploy import Created, Creator, DeployContext
@@ -162,9 +163,16 @@ def create_rule(context: DeployContext, logical_id: str, properties: dict[str, A
     return Created(name, {"Arn": arn})
 
 
+# AWS::Scheduler::ScheduleGroup Name: 1-64 of [0-9a-zA-Z-_.] (moto accepts any name). The template's is
+# "<stack>-tail": stack names of more than 59 characters fail here, as the deploy would.
+SCHEDULE_GROUP_NAME = re.compile(r"[0-9a-zA-Z_.-]{1,64}")
+
+
 def create_schedule_group(context: DeployContext, logical_id: str, properties: dict[str, Any]) -> Created:
     """An EventBridge Scheduler group (moto keeps it; local/scheduler.py fires its schedules)."""
     name = str(properties.get("Name") or context.name(logical_id, 64))
+    if not SCHEDULE_GROUP_NAME.fullmatch(name):
+        raise ValueError(f"Name {name!r}: must be 1-64 characters of [0-9a-zA-Z-_.] (a stack name of at most 59)")
     arn = context.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
     return Created(name, {"Arn": arn})
 

@@ -492,6 +492,10 @@ class InquiryService:
         window_id, attempt = message.tail_window_id, message.tail_attempt
         taken, item = self.store.take_tail_attempt(key, window_id, attempt, message_id=message_id, now=now)
         if not taken:
+            if item.get("tailMessageId") == message_id and item.get("windowId") == window_id:
+                # The redelivery of the message that made this attempt and closed the window, whose process died
+                # or failed before its event went out: publish it now rather than at the next outbox sweep.
+                self.publish_pending(key, item)
             return StartResult("skipped", _stale_attempt_reason(item, window_id, attempt))
         window = Window(int(item.get("generation", 0)), window_id)
         try:
