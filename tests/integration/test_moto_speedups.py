@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ig
 from moto.events.utils import EventTemplateParser
 from moto.sqs.models import Message
 from moto.stepfunctions.parser.asl.component.common.path import result_path
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils import json_path
 
 from refund_core.aws.rate_budget import DynamoDbRateBudget
@@ -30,6 +33,7 @@ from refund_core.domain.inquiry import InquiryMessage
 from refund_core.domain.outcome import Observation, ProviderResult, Status
 from refund_core.store import DynamoDbRefundStore
 from refund_poller.local import moto_speedups
+from refund_poller.local.moto_speedups import ParsedDefinitions
 from tests.integration.core_support import create_results_table
 
 if TYPE_CHECKING:
@@ -268,3 +272,26 @@ def test_receiving_from_a_queue_walks_its_messages_once_not_per_message_received
     unpatched_reads = visibility_reads("speedups-walks-plain")
     moto_speedups.install()
     assert visibility_reads("speedups-walks-patched") < unpatched_reads / 5
+
+
+def test_each_execution_gets_a_fresh_copy_of_the_parsed_program_equal_to_a_new_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = {"Partition": "aws", "MissedPollLimit": "8"}
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return names.get(name, f"arn:aws:lambda:us-east-1:123456789012:function:{name}")
+
+    definition = re.sub(r"\$\{(\w+)\}", substitute, ASL.read_text(encoding="utf-8"))
+    definitions = ParsedDefinitions(lambda text: AmazonStateLanguageParser.parse(text)[0])
+    first = definitions.program(definition)
+
+    def no_deepcopy(value: Any, memo: Any = None) -> Any:
+        raise AssertionError("copied object by object")
+
+    monkeypatch.setattr(copy, "deepcopy", no_deepcopy)
+    second = definitions.program(definition)
+    assert second is not first
+    fresh = AmazonStateLanguageParser.parse(definition)[0]
+    assert pickle.dumps(second) == pickle.dumps(first) == pickle.dumps(fresh)

@@ -6,7 +6,7 @@ nothing a caller can observe:
 
 - **Parsing the state machine's definition for every execution.** moto's ``ExecutionWorker`` runs the ASL
   through its ANTLR parser (pure Python: about 90 ms of CPU for RefundInquiry) each time an execution starts.
-  The parsed program is kept per definition text and each execution gets its own deep copy (about 6 ms), so
+  The parsed program is kept per definition text and each execution gets its own copy (about 1.6 ms), so
   no evaluation state is shared between executions; a definition that fails to parse still fails the same way.
 - **Listing moto's package folder for every request.** The request dispatcher asks
   ``moto.backends.list_of_moto_modules()`` (a directory listing plus an ``isdir`` per entry) while holding
@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import pickle  # nosec B403  # only to copy objects this process made
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -89,20 +90,32 @@ _installed = False
 
 
 class ParsedDefinitions:
-    """Parsed ASL programs by definition text; each caller gets a private deep copy."""
+    """Parsed ASL programs by definition text; each caller gets a private copy.
+
+    The copy is made by unpickling the program pickled once (1.6 ms for RefundInquiry, against 9.5 ms for
+    ``copy.deepcopy``, which walks the same ``__reduce_ex__`` state object by object; moto's components define
+    no copy or pickle hooks of their own). A program that cannot be pickled is deep-copied instead.
+    """
 
     def __init__(self, parse: Callable[[str], Any]) -> None:
         self._parse = parse
-        self._programs: dict[str, Any] = {}
+        self._programs: dict[str, tuple[bytes | None, Any]] = {}
         self._lock = threading.Lock()
 
     def program(self, definition: str) -> Any:
         with self._lock:
-            parsed = self._programs.get(definition)
-        if parsed is None:
+            kept = self._programs.get(definition)
+        if kept is None:
             parsed = self._parse(definition)  # raises for an invalid definition, every time, as moto does
+            try:
+                kept = (pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL), None)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                kept = (None, parsed)
             with self._lock:
-                self._programs.setdefault(definition, parsed)
+                kept = self._programs.setdefault(definition, kept)
+        pickled, parsed = kept
+        if pickled is not None:
+            return pickle.loads(pickled)  # noqa: S301  # bytes this process pickled itself  # nosec B301
         return copy.deepcopy(parsed)
 
 
