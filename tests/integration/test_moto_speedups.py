@@ -46,9 +46,14 @@ Request = tuple[str, dict[str, Any]]
 
 @pytest.fixture
 def unpatched() -> Iterator[None]:
+    """moto as it comes, then as it was before the test (a local stack of another test may have patched it)."""
+    was_installed = moto_speedups.installed()
     moto_speedups.uninstall()
     yield
-    moto_speedups.uninstall()
+    if was_installed:
+        moto_speedups.install()
+    else:
+        moto_speedups.uninstall()
 
 
 def observed(status: Status, refund_id: str) -> Observation:

@@ -289,6 +289,10 @@ def install() -> None:
         _installed = True
 
 
+def installed() -> bool:
+    return _installed
+
+
 def uninstall() -> None:
     global _installed
     with _lock:
