@@ -2,7 +2,9 @@
 
 ``python -m bench.scale N`` starts a fresh local stack in this process, sends N messages (a mix of lifecycles)
 with SendMessageBatch as fast as it can, then scans the table until every item's window is closed or a time
-limit passes. The whole stack's RSS (this process, which runs moto, the sandbox and the Step Functions
+limit passes. The provider rate budget is off (``ProviderRateLimit=0``): every refund here is one merchant's,
+and a budget of 20 inquiries/s would cap the stack at 20 polls/s by design (bench/rate_budget.py measures the
+budget). The whole stack's RSS (this process, which runs moto, the sandbox and the Step Functions
 interpreter, plus every function worker process) is sampled from /proc every 0.25 s by a process of its own.
 Writes bench/results/scale_<N>.json.
 """
@@ -23,6 +25,9 @@ from refund_poller.devstack import DevStack
 
 MIX = ("processing2-success", "success", "processing1-fail", "notfound1-success", "processing2s-success")
 TERMINAL = {"SUCCESS", "FAIL", "UNRESOLVED", "NOT_FOUND"}
+# A Scan costs moto a copy of every item: the watcher scans every WATCH_SECONDS_PER_ITEM x N seconds (at least
+# every 0.5 s), a steady share of the stack whatever N; completion is read from the items' closing writes.
+WATCH_SECONDS_PER_ITEM = 0.005
 
 
 def epoch(iso: str) -> float:
@@ -58,7 +63,13 @@ def main() -> None:
     time_limit = 60 + n * 0.5
     run = str(int(time.time()))[-6:]
     refunds = [f"{MIX[i % len(MIX)]}--s{n}-{i}-{run}" for i in range(n)]
-    with PeakRss() as peak, tempfile.TemporaryDirectory() as tmp, DevStack(Path(tmp)) as stack:
+    watch_every = max(0.5, n * WATCH_SECONDS_PER_ITEM)
+    overrides = {"ProviderRateLimit": "0"}
+    with (
+        PeakRss() as peak,
+        tempfile.TemporaryDirectory() as tmp,
+        DevStack(Path(tmp), parameter_overrides=overrides) as stack,
+    ):
         sqs, url = stack.client("sqs"), str(stack.outputs["InquiryQueueUrl"])
         ddb, table = stack.client("dynamodb"), str(stack.outputs["ResultsTableName"])
         started = time.time()
@@ -82,8 +93,8 @@ def main() -> None:
         while time.time() - started < time_limit:
             if closed_count(ddb, table) >= n:
                 break
-            time.sleep(0.5)
-        completion_s = time.time() - started
+            time.sleep(watch_every)
+        watched_s = time.time() - started
         items = scan_all(ddb, table)
         dlq = sqs.get_queue_attributes(
             QueueUrl=str(stack.outputs.get("InquiryDLQUrl", "")) or url.replace("-inquiries", "-inquiries-dlq"),
@@ -99,6 +110,9 @@ def main() -> None:
         if i.get("pollingState", {}).get("S") == "IDLE" and i.get("status", {}).get("S") in TERMINAL
     ]
     first_polls = [epoch(i["firstPollAt"]["S"]) for i in items.values() if "firstPollAt" in i]
+    # Every refund of the mix closes at a poll: its last poll's write is the closing one.
+    closes = [epoch(i["lastPollAt"]["S"]) for i in done if "lastPollAt" in i]
+    completion_s = (max(closes) - started) if len(done) == n and len(closes) == n else watched_s
     starter_s = (max(first_polls) - started) if len(first_polls) >= n else float("nan")
     polls = sum(int(i.get("polls", {}).get("N", 0)) for i in items.values())
     result = {
@@ -109,6 +123,9 @@ def main() -> None:
         "lost": n - len(done),
         "detail": {
             "sendS": round(sent_s, 2),
+            "watchedS": round(watched_s, 1),
+            "watchEveryS": watch_every,
+            "providerRateLimit": overrides["ProviderRateLimit"],
             "starterS": round(starter_s, 2),
             "polls": polls,
             "executionPolls": polls - len(first_polls),

@@ -21,10 +21,11 @@ from refund_poller.local.worker_process import FunctionSpec, Worker
 
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase of an on-demand environment
 # Workers per function at most (a caller beyond that waits for a free one; Lambda's own concurrency limits are
-# concurrency.py's). Every worker is a Python process of 70-80 MB, and on a small machine more of them than twice
-# its cores only wait on the moto process: the local stack's memory then grows for no throughput. At least three,
-# at most ten.
-DEFAULT_CONCURRENCY = min(10, max(3, 2 * (os.cpu_count() or 1)))
+# concurrency.py's). Every worker is a Python process of 70-80 MB, and on a small machine more of them than its
+# cores plus one only wait on the moto process, which holds one core (one interpreter lock): the local stack's
+# memory then grows for no throughput (bench/README.md, "Local stack profile": 4 → 3 per function on 2 cores kept
+# N = 100 under 800 MB). At least three, at most ten.
+DEFAULT_CONCURRENCY = min(10, max(3, (os.cpu_count() or 1) + 1))
 # Cold starts of one function that run at once. Lambda initialises each environment on hardware of its own; here
 # they share this machine's cores, and ten imports of boto3 side by side on two cores each take longer than
 # Lambda's 10 s init limit, fail, and start over (bench/README.md, "Local stack profile"). A caller that finds
