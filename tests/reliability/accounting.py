@@ -59,6 +59,7 @@ class RunningLoops:
         self._seen: set[tuple[str, int]] = set()
         self._started: dict[str, str] = {}  # express ARN -> name
         self._closed: set[str] = set()
+        self.records: dict[str, list[dict[str, Any]]] = {}  # express ARN -> its log records, for a failure's story
 
     @property
     def started(self) -> int:
@@ -89,6 +90,7 @@ class RunningLoops:
                 if (arn, ident) in self._seen:
                     continue
                 self._seen.add((arn, ident))
+                self.records.setdefault(arn, []).append(record)
                 newest = max(newest, int(event["timestamp"]))
                 if record.get("type") == "ExecutionStarted":
                     self._started[arn] = arn.split(":")[7]

@@ -21,7 +21,7 @@ from typing import Any
 
 from refund_core.aws.profiles import secret_name
 from refund_core.domain.claim import EVENT_PENDING
-from refund_core.domain.inquiry import REFUND_ID, REQUEST_ID, RefundRef, item_key
+from refund_core.domain.inquiry import REFUND_ID, REQUEST_ID, RefundRef, item_key, key_digest
 from refund_poller.devstack import DevStack
 from refund_poller.local.fault_proxy import FaultProxy
 from refund_poller.sandbox import PROFILE_SPECS, ChaosConfig
@@ -231,13 +231,14 @@ def run_load(
     mix: Mix | None = None,
     hostile: HostileProvider | None = None,
     settle_seconds: float = 120,
-    sweep_every: float | None = None,
+    sweep_every: float | None = 10.0,
 ) -> LoadReport:
     """Send ``refunds`` refunds, at most ``per_second`` a second, under ``faults``; send their follow-ups; wait for
     every window to close; account for each. The load is a count, not a duration: a slow machine sends the same
     refunds, only later. ``sweep_every``: run the outbox sweep that often (seconds), as the stack's scheduled rule
-    does every 5 minutes on AWS (the local stack fires no rate() schedules): a tail attempt's event whose publish
-    failed is published by the sweep, its message's redelivery takes nothing."""
+    does every 5 minutes on AWS (the local stack fires no rate() schedules; None: never). An event whose publish
+    failed at every retry of its closer (a loop's three attempts, a tail attempt whose redelivery found nothing to
+    take) is published by the sweep once its 60 s grace is over; one never published still fails the accounting."""
     mix = mix or Mix()
     provision_merchants(stack, mix.merchants)
     if hostile is not None:
@@ -491,6 +492,15 @@ def _stop_faults(stack: DevStack, proxy: FaultProxy | None) -> None:
 # -- accounting --------------------------------------------------------------------------------------------------
 
 
+def _print_story(watcher: LoopWatcher, key: str) -> None:
+    """The execution log records of a lost refund's loops (EXPRESS), so a failure explains itself."""
+    digest = key_digest(RefundRef.from_item_key(key))
+    for arn, records in watcher.loops.records.items():
+        if digest in arn:
+            for record in records:
+                print("story", arn.rsplit(":", 1)[-1], json.dumps(record, ensure_ascii=False, default=str)[:600])
+
+
 def _account(stack: DevStack, plan: list[Planned], watcher: LoopWatcher, report: LoadReport) -> None:
     table = items(stack)
     statuses: dict[str, int] = {}
@@ -502,6 +512,7 @@ def _account(stack: DevStack, plan: list[Planned], watcher: LoopWatcher, report:
             state = "never stored" if item is None else f"{item.get('pollingState')} gen {item.get('generation')}"
             pending = " event pending" if item and item.get(EVENT_PENDING) else ""
             report.lost.append(f"{planned.key}: not closed ({state}{pending})")
+            _print_story(watcher, planned.key)
             continue
         assert item is not None
         status = str(item["status"])
