@@ -41,11 +41,45 @@ DEFAULT_INTERVAL_S = 5
 SQS_REQUESTS_PER_REFUND = 3  # SendMessage, ReceiveMessage, DeleteMessageBatch: a batch of one, the dearest case
 
 
+DATE = "%Y-%m-%d %H:%M UTC"
+RUNTIMES = RESULTS / "runtimes.json"  # each part's last run time: a summary rebuilt with --skip says what it cost
+
+
 def run_module(module: str, *args: str) -> None:
     started = time.monotonic()
     log(f"running {module} {' '.join(args)}")
     subprocess.run([str(PYTHON), "-m", f"bench.{module}", *args], cwd=REPO, check=True)
-    log(f"{module} took {time.monotonic() - started:.0f} s")
+    seconds = time.monotonic() - started
+    log(f"{module} took {seconds:.0f} s")
+    runtimes = read_json(RUNTIMES) if RUNTIMES.exists() else {}
+    runtimes[" ".join((module, *args))] = {
+        "seconds": round(seconds),
+        "date": datetime.now(UTC).strftime(DATE),
+        "cpu": machine()["cpu"],
+    }
+    write_json(RUNTIMES, runtimes)
+
+
+def parts_runtime(skip: set[str], sizes: list[int]) -> dict[str, Any]:
+    """When parts were skipped (their results reused), what every part of this summary took when it last ran."""
+    if not skip:
+        return {}
+    parts = ["init_time", "inquiry_overhead", "stack_flows", "notifications"]
+    parts += [f"scale {n}" for n in sizes] + ["rate_budget", "long_tail"]
+    runtimes = read_json(RUNTIMES) if RUNTIMES.exists() else {}
+    known = {part: runtimes[part] for part in parts if part in runtimes}
+    return {"skipped": sorted(skip), "partsRuntimeS": {part: entry["seconds"] for part, entry in known.items()}}
+
+
+def runtime_sentence(summary: dict[str, Any]) -> str:
+    if "skipped" not in summary:
+        return f"`make bench` took {summary['runtimeS']:.0f} s."
+    parts = summary["partsRuntimeS"]
+    timed = f"; the {len(parts)} parts whose run time is recorded took {sum(parts.values()):,} s" if parts else ""
+    return (
+        f"from parts run separately (reused: {', '.join(summary['skipped'])}; bench/results/runtimes.json has each "
+        f"part's date, machine and run time where recorded){timed}."
+    )
 
 
 def refund_cost(flows: dict[str, Any], polls: int, transitions: int) -> dict[str, Any]:
@@ -231,8 +265,9 @@ def readme_tables(summary: dict[str, Any]) -> str:
     c = summary["cost_per_refund_usd"]
     m = summary["machine"]
     parts = [
-        f"Measured {summary['date']} on {m['cpu']}, {m['cores']} cores, {m['memoryGb']} GB, Python {m['python']}, "
-        f"Linux {m['kernel']}; `make bench` took {summary['runtimeS']:.0f} s.",
+        ("Measured" if "skipped" not in summary else "Summary rebuilt")
+        + f" {summary['date']} on {m['cpu']}, {m['cores']} cores, {m['memoryGb']} GB, Python {m['python']}, "
+        f"Linux {m['kernel']}; " + runtime_sentence(summary),
         "",
         "### Targets",
         "",
@@ -522,9 +557,10 @@ def main() -> None:
         entry["detail"]["standardUsdPerRefund"] = scale_cost(entry, flows)
         scale.append(entry)
     summary: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime(DATE),
         "machine": machine(),
         "runtimeS": round(time.monotonic() - started),
+        **parts_runtime(skip, sizes),
         "init_ratio_vs_import_floor": init["init_ratio_vs_import_floor"],
         "inquiry_overhead_ms": inquiry["inquiry_overhead_ms"],
         "sdk_inquiry_overhead_ms": inquiry["sdk_inquiry_overhead_ms"],
