@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -230,3 +231,17 @@ def dynamodb_item_size(raw: dict[str, Any]) -> int:
         raise ValueError(f"attribute type {kind} is not sized here")
 
     return sum(len(name.encode()) + value_size(value) for name, value in raw.items())
+
+
+REQUEST_ID = re.compile(r"[;,]?\s*Request ID:\s*[^\s;)]*", re.IGNORECASE)
+
+
+def error_reasons(items: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many ERROR items (DynamoDB wire form) give each reason: a refund counted as lost says why."""
+    reasons: dict[str, int] = {}
+    for item in items:
+        if item.get("status", {}).get("S") == "ERROR":
+            # Request ids make every reason unique: they are cut, so like reasons are counted together.
+            reason = REQUEST_ID.sub("", item.get("reason", {}).get("S", "(no reason)"))[:160].strip()
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return dict(sorted(reasons.items(), key=lambda pair: -pair[1]))

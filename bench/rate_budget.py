@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bench.common import RESULTS, log, write_json
+from bench.common import RESULTS, error_reasons, log, write_json
 from bench.scale import TERMINAL
 from bench.stack_flows import count_requests
 from refund_poller.devstack import DevStack
@@ -107,6 +107,7 @@ def main() -> None:
             "completionS": round(completion_s, 1),
             "lost": n - done,
             "statuses": statuses,
+            "errorReasons": error_reasons(items.values()),
             "cheapRequests": cheap,
             "cheapNoRateBudgetRequests": cheap_free,
         },

@@ -325,6 +325,10 @@ def readme_tables(summary: dict[str, Any]) -> str:
                 ],
                 *[[f"lost = 0 at N = {s['n']}", str(s["lost"]), verdict(s["lost"] == 0)] for s in summary["scale"]],
                 *scale_target_rows(summary["scale"]),
+                *[
+                    [f"N = {f['n']:,} completes with 0 lost", f"did not complete: {f['outcome']}", verdict(False)]
+                    for f in summary.get("scale_not_completed", [])
+                ],
                 *rate_rows(summary),
             ]
         ),
@@ -484,9 +488,15 @@ def rate_rows(summary: dict[str, Any]) -> list[list[str]]:
     return [
         [
             f"provider inquiries ≤ budget {budget}/s ({summary['provider_rate_refunds']} refunds at once)",
-            f"{observed}/s per clock second ({rate['maxPerSlidingSecond']} sliding), {rate['refused']} refused,"
-            f" {rate['lost']} lost",
-            verdict(observed <= budget and rate["lost"] == 0),
+            f"{observed}/s per clock second ({rate['maxPerSlidingSecond']} sliding), {rate['refused']} refused by"
+            f" the provider, {rate['deferredPolls']} polls deferred",
+            verdict(observed <= budget and rate["refused"] == 0),
+        ],
+        [
+            f"every refund final with the budget on ({summary['provider_rate_refunds']} refunds at once)",
+            f"{rate['lost']} not final"
+            + "".join(f"; {count} ERROR: {reason}" for reason, count in list(rate.get("errorReasons", {}).items())[:2]),
+            verdict(rate["lost"] == 0),
         ],
         [
             "Express ≤ $0.00007 per refund at 12 polls, RecordEveryPoll=false (rate budget on)",
@@ -551,8 +561,11 @@ def main() -> None:
         "tailAttempts": measured["tailAttempts"],
         "refunds": measured["refunds"],
     }
-    scale = []
+    scale, not_completed = [], []
     for n in sizes:
+        if not (RESULTS / f"scale_{n}.json").exists() and (RESULTS / f"scale_{n}.failed.json").exists():
+            not_completed.append(read_json(RESULTS / f"scale_{n}.failed.json"))  # a run that wrote no figures
+            continue
         entry = read_json(RESULTS / f"scale_{n}.json")
         entry["detail"]["standardUsdPerRefund"] = scale_cost(entry, flows)
         scale.append(entry)
@@ -561,6 +574,7 @@ def main() -> None:
         "machine": machine(),
         "runtimeS": round(time.monotonic() - started),
         **parts_runtime(skip, sizes),
+        **({"scale_not_completed": not_completed} if not_completed else {}),
         "init_ratio_vs_import_floor": init["init_ratio_vs_import_floor"],
         "inquiry_overhead_ms": inquiry["inquiry_overhead_ms"],
         "sdk_inquiry_overhead_ms": inquiry["sdk_inquiry_overhead_ms"],

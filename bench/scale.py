@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, PeakRss, log, scan_pages, write_json
+from bench.common import RESULTS, PeakRss, error_reasons, log, scan_pages, write_json
 from refund_poller.devstack import DevStack
 
 MIX = ("processing2-success", "success", "processing1-fail", "notfound1-success", "processing2s-success")
@@ -139,6 +139,7 @@ def main() -> None:
                 s: sum(1 for i in items.values() if i.get("status", {}).get("S") == s)
                 for s in sorted({i.get("status", {}).get("S", "?") for i in items.values()})
             },
+            "errorReasons": error_reasons(items.values()),
             "timeLimitS": time_limit,
             # CPU is a steadier yardstick than wall time on a shared machine: the stack's own process (moto,
             # Step Functions interpreter, sandbox, SQS pollers) and the function workers, per poll.
