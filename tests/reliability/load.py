@@ -501,6 +501,13 @@ def _print_story(watcher: LoopWatcher, key: str) -> None:
                 print("story", arn.rsplit(":", 1)[-1], json.dumps(record, ensure_ascii=False, default=str)[:600])
 
 
+def _dlq_depth(stack: DevStack) -> dict[str, str]:
+    """The DLQ's message counts, for a lost refund's story (a tail attempt's message that failed every delivery)."""
+    url = str(stack.outputs["InquiryDLQUrl"])
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    return dict(stack.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"])
+
+
 def _account(stack: DevStack, plan: list[Planned], watcher: LoopWatcher, report: LoadReport) -> None:
     table = items(stack)
     statuses: dict[str, int] = {}
@@ -513,6 +520,10 @@ def _account(stack: DevStack, plan: list[Planned], watcher: LoopWatcher, report:
             pending = " event pending" if item and item.get(EVENT_PENDING) else ""
             report.lost.append(f"{planned.key}: not closed ({state}{pending})")
             _print_story(watcher, planned.key)
+            if item is not None:  # a refund waiting in its tail: its attempt, its schedule, or a message in the DLQ
+                tail = {k: item.get(k) for k in ("tailAttempt", "nextPollAt", "tailHistory", "reason")}
+                print("lost item", planned.key, json.dumps(tail, ensure_ascii=False, default=str)[:1500])
+                print("DLQ", json.dumps(_dlq_depth(stack)))
             continue
         assert item is not None
         status = str(item["status"])
