@@ -58,6 +58,14 @@ def cpu_seconds() -> tuple[float, float]:
     return times.user + times.system, times.children_user + times.children_system
 
 
+def threads_and_maps() -> tuple[int, int]:
+    """This process's OS threads and memory maps (moto's interpreter runs executions on threads here)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        threads = next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+    with open("/proc/self/maps", encoding="ascii") as maps:
+        return threads, sum(1 for _ in maps)
+
+
 def main() -> None:
     n = int(sys.argv[1])
     time_limit = 60 + n * 0.5
@@ -90,9 +98,12 @@ def main() -> None:
             ]
             sqs.send_message_batch(QueueUrl=url, Entries=entries)
         sent_s = time.time() - started
+        most_threads, most_maps = threads_and_maps()
         while time.time() - started < time_limit:
             if closed_count(ddb, table) >= n:
                 break
+            threads, maps = threads_and_maps()
+            most_threads, most_maps = max(most_threads, threads), max(most_maps, maps)
             time.sleep(watch_every)
         watched_s = time.time() - started
         items = scan_all(ddb, table)
@@ -147,6 +158,10 @@ def main() -> None:
             "workersCpuMsPerPoll": round(workers_cpu_s * 1000 / max(polls, 1), 2),
             "loadAverage1m": round(os.getloadavg()[0], 1),
             "stackPeakRssMb": round(peak.root_mb),
+            # A thread moto's interpreter kept would hold two maps for good (local/moto_threads.py); Linux allows
+            # 65,530 per process by default.
+            "stackMostThreads": most_threads,
+            "stackMostMemoryMaps": most_maps,
         },
     }
     write_json(RESULTS / f"scale_{n}.json", result)

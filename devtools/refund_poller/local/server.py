@@ -16,7 +16,7 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from refund_poller.local import moto_speedups
+from refund_poller.local import moto_speedups, moto_threads
 from refund_poller.local.dynamodb_atomicity import serialise_dynamodb_writes
 from refund_poller.local.errors import LocalCloudError
 
@@ -57,6 +57,7 @@ class MotoServer:
         _claim(self)
         serialise_dynamodb_writes()
         moto_speedups.install()
+        moto_threads.install()
         try:
             self._start_server()
             # Ones created before this flag disappear (it selects another backend), so set it first.
