@@ -300,3 +300,33 @@ def test_each_execution_gets_a_fresh_copy_of_the_parsed_program_equal_to_a_new_p
     assert second is not first
     fresh = AmazonStateLanguageParser.parse(definition)[0]
     assert pickle.dumps(second) == pickle.dumps(first) == pickle.dumps(fresh)
+
+
+def test_an_account_s_backends_are_found_without_moto_s_lock_and_reset_still_clears_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.core.base_backend import BackendDict
+    from moto.sqs.models import sqs_backends
+
+    moto_speedups.install()
+    account = "210987654321"  # an account no other test touches
+    created: list[str] = []
+    original = BackendDict._create_account_specific_backend
+
+    def counting(self: Any, account_id: str) -> None:
+        created.append(account_id)
+        original(self, account_id)
+
+    monkeypatch.setattr(BackendDict, "_create_account_specific_backend", counting)
+    sqs_backends[account]["us-east-1"].create_queue("speedups-backends")
+    first = sqs_backends[account]
+    for _ in range(50):
+        assert sqs_backends[account] is first
+    assert created == [account]  # moto's path (and its lock) once, when the account first appears
+    instances: list[Any] = BackendDict._instances  # type: ignore[misc]  # moto's class-level registry
+    assert sqs_backends in instances  # registered, so a reset finds it
+
+    BackendDict.reset()
+    assert account not in dict.keys(sqs_backends)
+    assert sqs_backends[account]["us-east-1"].list_queues("") == []  # a fresh backend: the queue went
+    assert created == [account, account] and sqs_backends in instances

@@ -31,8 +31,16 @@ def expired(value: Any, now: float) -> bool:
     """Whether a TTL attribute value (moto's ``DynamoType``) makes its item eligible for deletion at ``now``."""
     if getattr(value, "type", None) != "N":
         return False  # a String, a date text, a list: DynamoDB ignores the item
+    text = str(value.value)
     try:
-        seconds = Decimal(str(value.value))
+        rough = float(text)
+    except ValueError:
+        return False
+    # Most items expire far from now (days ahead): a float settles those; near the bounds, exact decimals do.
+    if rough > now + 1 or rough < now - FIVE_YEARS_SECONDS - 1:
+        return False
+    try:
+        seconds = Decimal(text)
     except InvalidOperation:
         return False
     return now - FIVE_YEARS_SECONDS <= seconds <= Decimal(repr(now))
