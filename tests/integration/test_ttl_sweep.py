@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from moto.dynamodb.models.table import Table
 
+from refund_poller.local import ttl
 from refund_poller.local.server import ACCOUNT_ID, REGION
 from refund_poller.local.ttl import expire_items
 
@@ -96,3 +97,20 @@ def test_one_sweep_deletes_exactly_the_expired_items_without_sorting_the_table(
     assert left == expected_left
     assert deleted == deleting > 0
     assert expire_items(ACCOUNT_ID, REGION, NOW) == 0  # nothing more to do at the same time
+
+
+def test_sweeps_space_out_when_one_takes_longer_than_its_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    sweeps: list[float] = []
+
+    def slow_sweep(account_id: str, region: str, now: float) -> int:
+        sweeps.append(time.monotonic())
+        time.sleep(0.1)  # a large table: a hundred times the interval below
+        return 0
+
+    monkeypatch.setattr(ttl, "expire_items", slow_sweep)
+    sweeper = ttl.TtlSweeper(ACCOUNT_ID, REGION, interval=lambda: 0.001, clock=time.time)
+    sweeper.start()
+    time.sleep(1.5)
+    sweeper.stop()
+    # Every 1 ms, it would sweep about 14 times in 1.5 s; at 5 % of its time, about once every 2 s.
+    assert 1 <= len(sweeps) <= 2, sweeps
