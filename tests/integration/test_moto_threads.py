@@ -98,3 +98,30 @@ def test_the_list_sweeps_as_it_grows_and_keeps_running_threads() -> None:
     assert len(threads) < 64 + 1  # swept at least once; never more than twice the live ones, or the first bound
     stop.set()
     running.join()
+
+
+def test_an_execution_moto_fails_in_its_interpreter_is_logged_with_its_traceback(
+    server: MotoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from moto.stepfunctions.parser.asl.component.program.program import Program
+
+    def broken(self: Program, state_name: str) -> None:
+        raise IndexError("pop from empty list")  # what moto raised for 104 executions at N = 5,000
+
+    sfn = server.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="interpreter-failure",
+        definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+        roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/threads",
+    )["stateMachineArn"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Program, "_get_state", broken)  # inside the loop whose except logs it
+        caplog.set_level("ERROR", logger="moto.stepfunctions.parser.asl.component.program.program")
+        execution = sfn.start_execution(stateMachineArn=arn, name="fails", input="{}")["executionArn"]
+        deadline = time.monotonic() + 30
+        while sfn.describe_execution(executionArn=execution)["status"] == "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    records = [r for r in caplog.records if "Stepfunctions computation ended" in r.getMessage()]
+    assert records and records[0].exc_info is not None
+    assert "broken" in caplog.text.split("Stepfunctions computation ended", 1)[1]  # the frame that raised

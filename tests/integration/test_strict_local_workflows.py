@@ -187,3 +187,69 @@ def test_execution_history_is_delivered_to_the_log_group_as_aws_log_records(clou
         assert record["event_timestamp"].isdigit() and abs(int(record["event_timestamp"]) / 1000 - time.time()) < 60
     assert json.loads(records[0]["details"]["input"]) == {"seconds": 0}  # IncludeExecutionData: true
     assert json.loads(records[-1]["details"]["output"]) == {"seconds": 0}
+
+
+# A DynamoDB write that outlives its Task's TimeoutSeconds: AWS fails it with States.Timeout, which the Retry and
+# the first Catch name; anything else ends in "Other error".
+SLOW_TABLE = "strict-slow-writes"
+TIMED_WRITE = {
+    "StartAt": "Write",
+    "States": {
+        "Write": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::dynamodb:updateItem",
+            "Parameters": {
+                "TableName": SLOW_TABLE,
+                "Key": {"pk": {"S.$": "$.pk"}},
+                "UpdateExpression": "SET #n = :n",
+                "ExpressionAttributeNames": {"#n": "n"},
+                "ExpressionAttributeValues": {":n": {"N": "1"}},
+            },
+            "TimeoutSeconds": 1,
+            "Retry": [{"ErrorEquals": ["States.Timeout"], "IntervalSeconds": 1, "MaxAttempts": 1}],
+            "Catch": [
+                {"ErrorEquals": ["States.Timeout"], "Next": "Timed out"},
+                {"ErrorEquals": ["States.ALL"], "Next": "Other error"},
+            ],
+            "End": True,
+        },
+        "Timed out": {"Type": "Succeed"},
+        "Other error": {"Type": "Fail", "Error": "NotATimeout"},
+    },
+}
+
+
+def test_a_dynamodb_task_past_its_timeout_fails_with_states_timeout_and_is_retried(
+    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    dynamodb, sfn = cloud.client("dynamodb"), cloud.client("stepfunctions")
+    dynamodb.create_table(
+        TableName=SLOW_TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    update_item = DynamoDBBackend.update_item
+
+    def slow_update_item(backend: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        if table_name == SLOW_TABLE:
+            time.sleep(1.5)  # moto answers after the Task's 1 s: a DynamoDB under load
+        return update_item(backend, table_name, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", slow_update_item)
+    machine = sfn.create_state_machine(
+        name="strict-timed-write",
+        definition=json.dumps(TIMED_WRITE),
+        roleArn="arn:aws:iam::123456789012:role/strict-timed-write",
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name="slow-write", input='{"pk": "r/退款 1"}')
+    deadline = time.monotonic() + 30
+    while (status := sfn.describe_execution(executionArn=execution["executionArn"])["status"]) == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end in 30 s"
+        time.sleep(0.2)
+    events = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+    timed_out = [e["taskTimedOutEventDetails"]["error"] for e in events if e["type"] == "TaskTimedOut"]
+    failed = [e["taskFailedEventDetails"]["error"] for e in events if e["type"] == "TaskFailed"]
+    assert (status, timed_out, failed) == ("SUCCEEDED", ["States.Timeout", "States.Timeout"], [])

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import urllib.request
@@ -90,6 +91,11 @@ class MotoServer:
         # moto's interpreter logs every failed state at ERROR with a page-long repr, even the ones a Retry or
         # Catch handles; the execution history (where AWS shows them) has them all.
         logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
+        # moto logs an execution that failed in its interpreter (States.Runtime) by the exception's name only;
+        # the traceback says whose defect it is.
+        program_log = logging.getLogger("moto.stepfunctions.parser.asl.component.program.program")
+        if not any(isinstance(f, _WithTraceback) for f in program_log.filters):
+            program_log.addFilter(_WithTraceback())
         self._server = ThreadedMotoServer(ip_address=self.host, port=self._requested_port, verbose=False)
         self._server.start()
         self._port = int(self._server.get_host_and_port()[1])
@@ -102,6 +108,15 @@ class MotoServer:
         request = urllib.request.Request(self.endpoint_url + path, data=data, method="POST")  # noqa: S310  # our own loopback URL
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # same  # nosec B310
             response.read()
+
+
+class _WithTraceback(logging.Filter):
+    """Attaches the exception being handled to a record logged without it (moto logs inside its except block)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is None and sys.exc_info()[0] is not None:
+            record.exc_info = sys.exc_info()
+        return True
 
 
 def _claim(server: MotoServer) -> None:
