@@ -37,9 +37,7 @@ nothing a caller can observe:
   ``ContentBasedDeduplication`` at every SendMessage, ``MessageRetentionPeriod`` three times for every message
   a ReceiveMessage returns. With a thousand messages queued, sending and receiving them was quadratic (81 s to
   send 1,000 messages in ``bench.scale``). The retention check reads the queue's retention period itself (the
-  value that attribute is made from), and the attributes count the messages in one walk instead of three; while
-  a message is sent, not at all (SendMessage reads only ``ContentBasedDeduplication`` from them: sending 5,000
-  messages to a filling queue took 431 s in ``bench.scale 5000``).
+  value that attribute is made from), and the attributes count the messages in one walk instead of three.
 - **Taking a process-wide lock to find an account's backends on every request.** Each request looks up the
   account's backends of its service and of IAM (to mark the access key used) through
   ``BackendDict.__getitem__``, which takes moto's global ``backend_lock`` (an RLock every request thread shares)
@@ -94,7 +92,6 @@ _QUEUE_COUNTS: tuple[str, ...] = ("approximate_number_of_messages", "approximate
 _QUEUE_COUNTS += ("approximate_number_of_messages_not_visible",)
 _ORIGINAL_QUEUE_PROPERTIES = {name: Queue.__dict__[name] for name in (*_QUEUE_COUNTS, "attributes")}
 _ORIGINAL_BACKEND_LOOKUP = BackendDict.__getitem__
-_ORIGINAL_SEND_MESSAGE = SQSBackend.send_message
 # Distinct texts seen: a handful per state machine, rule and service write; the bound only guards memory.
 PARSE_CACHE_SIZE = 4096
 _lock = threading.Lock()
@@ -271,21 +268,11 @@ def _count_property(name: str) -> property:
 
 
 def _queue_attributes(queue: Queue) -> dict[str, Any]:
-    # While a message is sent, moto builds the attributes for one that is not a count: leave them at 0 unread.
-    sending = getattr(_counting, "sending", False)
-    _counting.counts = (queue, dict.fromkeys(_QUEUE_COUNTS, 0) if sending else _counts(queue))
+    _counting.counts = (queue, _counts(queue))
     try:
         return dict(_ORIGINAL_QUEUE_PROPERTIES["attributes"].fget(queue))
     finally:
         _counting.counts = None
-
-
-def _send_message(self: SQSBackend, *args: Any, **kwargs: Any) -> Any:
-    _counting.sending = True
-    try:
-        return _ORIGINAL_SEND_MESSAGE(self, *args, **kwargs)
-    finally:
-        _counting.sending = False
 
 
 def _account_backends(self: BackendDict[Any], account_id: str) -> Any:
@@ -315,7 +302,6 @@ def install() -> None:
             setattr(Queue, name, _count_property(name))
         setattr(Queue, "attributes", property(_queue_attributes))  # noqa: B010
         BackendDict.__getitem__ = _account_backends  # type: ignore[method-assign]
-        SQSBackend.send_message = _send_message  # type: ignore[method-assign]
         _installed = True
 
 
@@ -339,5 +325,4 @@ def uninstall() -> None:
         for name, original in _ORIGINAL_QUEUE_PROPERTIES.items():
             setattr(Queue, name, original)
         BackendDict.__getitem__ = _ORIGINAL_BACKEND_LOOKUP  # type: ignore[method-assign]
-        SQSBackend.send_message = _ORIGINAL_SEND_MESSAGE  # type: ignore[method-assign]
         _installed = False
